@@ -1,0 +1,85 @@
+// swift-tools-version: 6.0
+// adrivefs — mount Aliyun Drive (阿里云盘) on Linux through FUSE.
+//
+// Layering (arrows point down only; see README "Development"):
+//   adrivefs (exe) ─► MountCommand ─► DriveFS ─► FUSE ─► CFuse (libfuse3)
+//                                       └─► AliyunDrive ─► HTTPTransport ─► CCurl (libcurl)
+//   adrivefs-emulator (exe) ─► DriveEmulator (SwiftNIO; never linked into adrivefs)
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "adrivefs",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "adrivefs-emulator", targets: ["adrivefs-emulator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),  // emulator only
+    ],
+    targets: [
+        // MARK: - C shims (only what Swift cannot call: macros, variadics, version pins)
+        .target(name: "CFuse", path: "CFuse", linkerSettings: [.linkedLibrary("fuse3")]),
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+
+        // MARK: - Libraries
+        .target(
+            name: "HTTPTransport",
+            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "AliyunDrive",
+            dependencies: [
+                "HTTPTransport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "DriveEmulator",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        // MARK: - Executables
+        .executableTarget(
+            name: "adrivefs-emulator",
+            dependencies: [
+                "DriveEmulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+
+        // MARK: - Tests
+        .testTarget(
+            name: "HTTPTransportTests",
+            dependencies: ["HTTPTransport", "DriveEmulator"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "EmulatorContractTests",
+            dependencies: ["HTTPTransport", "DriveEmulator", "AliyunDrive"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "AliyunDriveTests",
+            dependencies: ["AliyunDrive"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "CFuseTests",
+            dependencies: ["CFuse"],
+            swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)
