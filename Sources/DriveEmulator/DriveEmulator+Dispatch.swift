@@ -1,0 +1,181 @@
+import Foundation
+
+/// Request dispatch: test hooks, fault injection, statistics, then the API router.
+extension DriveEmulator {
+    /// Handles a fully read request that is not a part upload.
+    func handle(_ request: APIRequest) -> EmulatorResponse {
+        if request.path.hasPrefix("/__emulator/") { return hook(request) }
+        return state.withLock { state in
+            let dataPlane = request.path.hasPrefix("/oss/")
+            let statsKey = dataPlane ? String(request.path.prefix(6)) : request.path
+            state.stats.requests[statsKey, default: 0] += 1
+            var response: EmulatorResponse
+            var misbehaviour: EmulatorResponse.Misbehaviour?
+            switch state.faults.action(for: request.path, dataPlane: dataPlane) {
+            case .respond(let faulty)?:
+                response = faulty
+            case .misbehave(let kind)?:
+                misbehaviour = kind
+                fallthrough
+            case nil:
+                if dataPlane {
+                    if request.path.hasPrefix("/oss/d/") && (request.method == "GET" || request.method == "HEAD") {
+                        response = state.download(method: request.method, path: request.path, query: request.query, headers: request.headers)
+                    } else {
+                        response = .ossError(405, code: "MethodNotAllowed", message: "The specified method is not allowed against this resource.")
+                    }
+                } else {
+                    response = state.route(request)
+                }
+            }
+            if case .file(_, _, let length) = response.body {
+                response.misbehaviour = misbehaviour
+                switch misbehaviour {
+                case .dropAfter(let limit)?, .stallAfter(let limit)?: state.stats.bytesDownloaded += min(limit, length)
+                case nil: state.stats.bytesDownloaded += length
+                }
+            }
+            state.log(request, status: response.status)
+            return response
+        }
+    }
+
+    /// Starts a part upload (PUT to a part URL), before its body is read.
+    func beginPart(_ request: APIRequest) -> (Result<PartWriter, EmulatorResponse>, EmulatorResponse.Misbehaviour?) {
+        state.withLock { state in
+            state.stats.requests["/oss/u", default: 0] += 1
+            var misbehaviour: EmulatorResponse.Misbehaviour?
+            switch state.faults.action(for: request.path, dataPlane: true) {
+            case .respond(let faulty)?:
+                state.log(request, status: faulty.status)
+                return (.failure(faulty), nil)
+            case .misbehave(let kind)?: misbehaviour = kind
+            case nil: break
+            }
+            let result = state.beginPart(path: request.path, query: request.query, headers: request.headers, viaInternal: request.internalListener)
+            if case .failure(let error) = result { state.log(request, status: error.status) }
+            return (result, misbehaviour)
+        }
+    }
+
+    func finishPart(_ writer: PartWriter, success: Bool, request: APIRequest) -> EmulatorResponse {
+        state.withLock { state in
+            let response = state.finishPart(writer, success: success)
+            state.log(request, status: success ? response.status : 499)
+            return response
+        }
+    }
+
+    func connectionOpened() { state.withLock { $0.stats.connections += 1 } }
+
+    // MARK: - Test hooks
+
+    private func hook(_ request: APIRequest) -> EmulatorResponse {
+        return state.withLock { state in
+            let body = JSON.decodeObject(request.body) ?? [:]
+            do {
+                switch (request.method, request.path) {
+                case ("GET", "/__emulator/health"):
+                    return .json(200, ["ok": true])
+                case ("GET", "/__emulator/stats"):
+                    return .json(200, state.stats.json)
+                case ("POST", "/__emulator/stats/reset"):
+                    state.stats = Stats()
+                    return .json(200, state.stats.json)
+                case ("GET", "/__emulator/requests"):
+                    return .json(200, ["requests": state.requestLog])
+                case ("GET", "/__emulator/account"):
+                    guard let account = state.persistent.accounts.values.first else { throw APIError.notFound("account") }
+                    return .json(200, [
+                        "user_id": account.userID, "refresh_token": state.primaryRefreshToken ?? "",
+                        "default_drive_id": account.backupDriveID, "resource_drive_id": account.resourceDriveID,
+                        "used_size": state.usedSize(userID: account.userID), "total_size": account.totalSize,
+                        "shares": state.persistent.shares.values.map { ["share_id": $0.shareID, "share_pwd": $0.password] },
+                    ])
+                case ("POST", "/__emulator/tokens"):
+                    return .json(200, ["refresh_token": state.newLogin(web: body.bool("web") ?? false)])
+                case ("GET", "/__emulator/faults"):
+                    return .json(200, ["rules": state.faults.rules.map { ["path": $0.path, "kind": $0.kind.rawValue, "remaining": $0.remaining ?? -1] }])
+                case ("DELETE", "/__emulator/faults"):
+                    state.faults.rules.removeAll()
+                    return .json(200, ["rules": [Any]()])
+                case ("POST", "/__emulator/faults"):
+                    try state.applyFaults(body)
+                    return .json(200, ["ok": true, "rules": state.faults.rules.count])
+                case ("POST", let path) where path.hasPrefix("/__emulator/qr/"):
+                    let action = String(path.dropFirst("/__emulator/qr/".count))
+                    return .json(200, try state.driveQR(action: action, t: body.int("t")))
+                default:
+                    throw APIError(404, "NotFound", "no such hook: \(request.method) \(request.path)")
+                }
+            } catch let error as APIError {
+                return error.response
+            } catch {
+                return APIError(500, "InternalError", "\(error)").response
+            }
+        }
+    }
+}
+
+extension EmulatorState {
+    /// Starts a new login chain (as a fresh QR login would) and returns its refresh token.
+    func newLogin(web: Bool) -> String {
+        guard let account = persistent.accounts.values.first else { return "" }
+        let token = Formats.randomHex(32)
+        persistent.refreshTokens[token] = RefreshToken(
+            userID: account.userID, chain: Formats.randomHex(8), web: web, expiresAt: now + lifetimes.refreshTokenSeconds * 1000)
+        dirty = true
+        return token
+    }
+
+    /// `POST /__emulator/faults`: rules plus one-shot state changes.
+    func applyFaults(_ body: JSONObject) throws {
+        if body.bool("clear") == true { faults.rules.removeAll() }
+        if let seed = body.int("seed") { faults.reseed(UInt64(bitPattern: seed)) }
+        for rule in body.objects("rules") ?? [] { try faults.add(rule) }
+        if body.bool("revoke_access_tokens") == true {
+            for key in persistent.accessTokens.keys { persistent.accessTokens[key]?.revoked = true }
+        }
+        if body.bool("expire_device_sessions") == true {
+            for key in persistent.deviceSessions.keys { persistent.deviceSessions[key]?.expired = true }
+        }
+        if body.bool("expire_share_tokens") == true {
+            for key in persistent.shareTokens.keys { persistent.shareTokens[key]?.expiresAt = 0 }
+        }
+        if let seconds = body.int("advance_clock") { persistent.clockOffsetMilliseconds += seconds * 1000 }
+        if let seconds = body.int("access_token_ttl") { lifetimes.accessTokenSeconds = seconds }
+        if let seconds = body.int("refresh_token_ttl") { lifetimes.refreshTokenSeconds = seconds }
+        if let seconds = body.int("download_url_ttl") { lifetimes.downloadURLCapSeconds = seconds > 0 ? seconds : nil }
+        if let seconds = body.int("upload_url_ttl") { lifetimes.uploadURLSeconds = seconds }
+        if let seconds = body.int("share_token_ttl") { lifetimes.shareTokenSeconds = seconds }
+        if let seconds = body.int("qr_ttl") { lifetimes.qrSeconds = seconds }
+        if let enabled = body.bool("share_download_url") { lifetimes.shareDownloadURLEnabled = enabled }
+        if let include = body.bool("include_url") { lifetimes.includeURLInListings = include }
+        if let strict = body.bool("strict_complete") { lifetimes.strictCompleteParts = strict }
+        for key in persistent.accounts.keys {
+            if let total = body.int("quota_total") { persistent.accounts[key]?.totalSize = total }
+            if let limit = body.int("file_size_limit") { persistent.accounts[key]?.fileSizeLimit = limit }
+        }
+        for (field, apply) in [("cancel_share", { (s: inout Share) in s.cancelled = true }), ("forbid_share", { (s: inout Share) in s.forbidden = true })] {
+            if let id = body.string(field) {
+                guard var share = persistent.shares[id] else { throw APIError(404, "NotFound.ShareLink", "no share \(id)") }
+                apply(&share)
+                persistent.shares[id] = share
+            }
+        }
+        if let id = body.string("expire_share") { persistent.shares[id]?.expiresAt = now - 1000 }
+        dirty = true
+    }
+
+    /// Keeps the last 2,000 requests (no header values: tokens stay out of the log).
+    func log(_ request: APIRequest, status: Int) {
+        requestLog.append([
+            "method": request.method, "path": request.path, "status": status,
+            "authorization": request.headers["authorization"] != nil, "device": request.headers["x-device-id"] != nil,
+            "signature": request.headers["x-signature"] != nil, "share_token": request.headers["x-share-token"] != nil,
+            "content_type": request.headers["content-type"] ?? NSNull(), "range": request.headers["range"] ?? NSNull(),
+            "internal": request.internalListener,
+        ])
+        if requestLog.count > 2000 { requestLog.removeFirst(requestLog.count - 2000) }
+    }
+}

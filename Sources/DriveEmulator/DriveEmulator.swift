@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// A faithful local Aliyun Drive: the API on one base URL, OSS-style download and part
+/// upload URLs served by the same process, an internal-upload listener on a second port,
+/// and test hooks under `/__emulator/`. See aliyun-api.md §14 for the checklist.
+///
+/// Safe for concurrent use: all state lives behind one lock, and handlers never block
+/// on the network while holding it.
+public final class DriveEmulator: Sendable {
+    public struct Configuration: Sendable {
+        /// Where blobs and state.json live; nil: a fresh temporary directory.
+        public var dataDirectory: String?
+        /// Content for a fresh data directory (ignored when state.json exists).
+        public var seed: EmulatorSeed
+        /// Sets the current refresh token of the seeded account's first login.
+        public var refreshToken: String?
+        public var host: String
+        /// 0 picks a free port.
+        public var port: Int
+        /// Port of the internal-upload listener (0: a free one).
+        public var internalPort: Int
+
+        public init(
+            dataDirectory: String? = nil, seed: EmulatorSeed = .none, refreshToken: String? = nil, host: String = "127.0.0.1",
+            port: Int = 0, internalPort: Int = 0
+        ) {
+            self.dataDirectory = dataDirectory
+            self.seed = seed
+            self.refreshToken = refreshToken
+            self.host = host
+            self.port = port
+            self.internalPort = internalPort
+        }
+    }
+
+    private struct Runtime: Sendable {
+        var channels: [any Channel] = []
+        var saver: RepeatedTask?
+    }
+
+    let state: Mutex<EmulatorState>
+    private let configuration: Configuration
+    private let group: MultiThreadedEventLoopGroup
+    private let runtime = Mutex(Runtime())
+    private let ownsDataDirectory: Bool
+    private let logger = Logger(label: "adrivefs.emulator")
+    public let dataDirectory: String
+
+    public init(configuration: Configuration) throws {
+        self.configuration = configuration
+        let directory: URL
+        if let path = configuration.dataDirectory {
+            directory = URL(fileURLWithPath: path)
+            ownsDataDirectory = false
+        } else {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("adrivefs-emulator-" + Formats.randomHex(12))
+            ownsDataDirectory = true
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        dataDirectory = directory.path
+        let emulatorState = EmulatorState(dataDirectory: directory)
+        if try !emulatorState.load() {
+            try emulatorState.seed(configuration.seed, refreshToken: configuration.refreshToken)
+        } else if let token = configuration.refreshToken {
+            emulatorState.setPrimaryRefreshToken(token)
+        }
+        try emulatorState.ensureEmptyBlob()
+        try emulatorState.save()
+        state = Mutex(emulatorState)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(2, System.coreCount))
+    }
+
+    /// Binds the listeners; returns the API base URL (`http://HOST:PORT`).
+    @discardableResult
+    public func start() async throws -> String {
+        let api = try await bind(port: configuration.port, isInternal: false)
+        let internalChannel = try await bind(port: configuration.internalPort, isInternal: true)
+        let host = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+        let base = "http://\(host):\(api.localAddress?.port ?? configuration.port)"
+        let internalBase = "http://\(host):\(internalChannel.localAddress?.port ?? 0)"
+        state.withLock {
+            $0.baseURL = base
+            $0.internalBaseURL = internalBase
+        }
+        let saver = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { [self] _ in
+            saveIfDirty()
+        }
+        runtime.withLock {
+            $0.channels = [api, internalChannel]
+            $0.saver = saver
+        }
+        return base
+    }
+
+    private func bind(port: Int, isInternal: Bool) async throws -> any Channel {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(EmulatorHTTPHandler(emulator: self, isInternal: isInternal))
+                }
+            }
+            .bind(host: configuration.host, port: port).get()
+    }
+
+    /// The API base URL once started.
+    public var baseURL: String { state.withLock { $0.baseURL } }
+    /// The internal-upload base URL once started.
+    public var internalBaseURL: String { state.withLock { $0.internalBaseURL ?? "" } }
+    /// The current refresh token of the seeded account's first login.
+    public var refreshToken: String { state.withLock { $0.primaryRefreshToken ?? "" } }
+
+    /// Stops listening, saves state, and removes a temporary data directory.
+    public func stop() async {
+        let runtime = runtime.withLock { value in
+            defer { value = Runtime() }
+            return value
+        }
+        runtime.saver?.cancel()
+        for channel in runtime.channels { try? await channel.close() }
+        saveIfDirty(force: true)
+        try? await group.shutdownGracefully()
+        if ownsDataDirectory { try? FileManager.default.removeItem(atPath: dataDirectory) }
+    }
+
+    func saveIfDirty(force: Bool = false) {
+        state.withLock { state in
+            guard state.dirty || force else { return }
+            do { try state.save() } catch { logger.error("saving emulator state failed: \(error)") }
+        }
+    }
+}

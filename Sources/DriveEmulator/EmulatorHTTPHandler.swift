@@ -1,0 +1,187 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// One HTTP/1.1 connection: reads requests, streams part uploads to disk, and answers
+/// downloads with sendfile (NIO file regions), so the emulator is never the bottleneck.
+final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum Phase {
+        case idle
+        case buffering(APIRequest, HTTPRequestHead)
+        case uploading(APIRequest, HTTPRequestHead, PartWriter, dropAfter: Int64?)
+        case discarding(HTTPRequestHead, EmulatorResponse)
+        case dropped
+    }
+
+    private static let maxBufferedBody = 64 << 20
+    private let emulator: DriveEmulator
+    private let isInternal: Bool
+    private var phase = Phase.idle
+
+    init(emulator: DriveEmulator, isInternal: Bool) {
+        self.emulator = emulator
+        self.isInternal = isInternal
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        emulator.connectionOpened()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .uploading(let request, _, let writer, _) = phase {
+            _ = emulator.finishPart(writer, success: false, request: request)
+        }
+        phase = .idle
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            let request = Self.request(from: head, isInternal: isInternal)
+            if head.method == .PUT && request.path.hasPrefix("/oss/u/") {
+                let (result, misbehaviour) = emulator.beginPart(request)
+                switch result {
+                case .success(let writer):
+                    var dropAfter: Int64?
+                    if case .dropAfter(let bytes)? = misbehaviour { dropAfter = bytes }
+                    if case .stallAfter(let bytes)? = misbehaviour { dropAfter = bytes }
+                    phase = .uploading(request, head, writer, dropAfter: dropAfter)
+                case .failure(let response):
+                    phase = .discarding(head, response)
+                }
+            } else {
+                phase = .buffering(request, head)
+            }
+        case .body(var buffer):
+            switch phase {
+            case .buffering(var request, let head):
+                if request.body.count + buffer.readableBytes > Self.maxBufferedBody {
+                    phase = .discarding(head, APIError(413, "PayloadTooLarge", "Payload Too Large").response)
+                    return
+                }
+                request.body += buffer.readBytes(length: buffer.readableBytes) ?? []
+                phase = .buffering(request, head)
+            case .uploading(let request, let head, let writer, let dropAfter):
+                buffer.withUnsafeReadableBytes { writer.write($0) }
+                if let dropAfter, writer.written >= dropAfter {
+                    _ = emulator.finishPart(writer, success: false, request: request)
+                    phase = .dropped
+                    context.close(promise: nil)
+                    return
+                }
+                phase = .uploading(request, head, writer, dropAfter: dropAfter)
+            default:
+                break
+            }
+        case .end:
+            let current = phase
+            phase = .idle
+            switch current {
+            case .buffering(let request, let head):
+                respond(emulator.handle(request), to: head, context: context)
+            case .uploading(let request, let head, let writer, _):
+                respond(emulator.finishPart(writer, success: true, request: request), to: head, context: context)
+            case .discarding(let head, let response):
+                respond(response, to: head, context: context)
+            case .idle, .dropped:
+                break
+            }
+        }
+    }
+
+    static func request(from head: HTTPRequestHead, isInternal: Bool) -> APIRequest {
+        var uri = head.uri
+        // Absolute-form request targets (as sent to a proxy) are accepted too.
+        if let schemeEnd = uri.range(of: "://"), let pathStart = uri[schemeEnd.upperBound...].firstIndex(of: "/") {
+            uri = String(uri[pathStart...])
+        }
+        let pieces = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let path = String(pieces.first ?? "/")
+        var query: [String: String] = [:]
+        if pieces.count > 1 {
+            for pair in pieces[1].split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map {
+                    String($0).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String($0)
+                }
+                query[kv[0]] = kv.count > 1 ? kv[1] : ""
+            }
+        }
+        var headers: [String: String] = [:]
+        for (name, value) in head.headers { headers[name.lowercased()] = value }
+        return APIRequest(
+            method: head.method.rawValue, path: path.removingPercentEncoding ?? path, query: query, headers: headers, body: [],
+            internalListener: isInternal)
+    }
+
+    private func respond(_ response: EmulatorResponse, to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let keepAlive = head.isKeepAlive && response.misbehaviour == nil
+        var headers = HTTPHeaders(response.headers)
+        headers.replaceOrAdd(name: "Server", value: "AliyunOSS")
+        headers.replaceOrAdd(name: "Date", value: Self.httpDate())
+        headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        let status = HTTPResponseStatus(statusCode: response.status)
+        let channel = context.channel
+
+        switch response.body {
+        case .bytes(let bytes):
+            if !headers.contains(name: "Content-Length") { headers.replaceOrAdd(name: "Content-Length", value: String(bytes.count)) }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+            if !bytes.isEmpty && head.method != .HEAD {
+                context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+            }
+            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+
+        case .file(let path, let offset, let length):
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                respond(.ossError(500, code: "InternalError", message: "blob missing"), to: head, context: context)
+                return
+            }
+            let file = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
+            headers.replaceOrAdd(name: "Content-Length", value: String(length))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+            var sendLength = length
+            switch response.misbehaviour {
+            case .dropAfter(let limit)?, .stallAfter(let limit)?: sendLength = min(length, max(0, limit))
+            case nil: break
+            }
+            if sendLength > 0 {
+                let region = FileRegion(fileHandle: file, readerIndex: Int(offset), endIndex: Int(offset + sendLength))
+                context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: nil)
+            }
+            switch response.misbehaviour {
+            case .dropAfter?:
+                context.flush()
+                context.channel.close(promise: nil)
+                try? file.close()
+            case .stallAfter?:
+                context.flush()
+                // Go silent; give up on the connection long after any sane client timeout.
+                context.eventLoop.scheduleTask(in: .seconds(120)) { channel.close(promise: nil) }
+                context.eventLoop.scheduleTask(in: .seconds(121)) { try? file.close() }
+            case nil:
+                let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+                done.whenComplete { _ in
+                    try? file.close()
+                    if !keepAlive { channel.close(promise: nil) }
+                }
+            }
+        }
+    }
+
+    private static func httpDate() -> String {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let count = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
