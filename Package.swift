@@ -64,13 +64,20 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: - Tests
+        .target(
+            name: "EmulatorTestSupport",
+            dependencies: ["HTTPTransport", "DriveEmulator"],
+            path: "Tests/EmulatorTestSupport",
+            swiftSettings: strict),
         .testTarget(
             name: "HTTPTransportTests",
-            dependencies: ["HTTPTransport", "DriveEmulator"],
+            dependencies: [
+                "HTTPTransport", "DriveEmulator", "EmulatorTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "EmulatorContractTests",
-            dependencies: ["HTTPTransport", "DriveEmulator", "AliyunDrive"],
+            dependencies: ["HTTPTransport", "DriveEmulator", "AliyunDrive", "EmulatorTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "AliyunDriveTests",

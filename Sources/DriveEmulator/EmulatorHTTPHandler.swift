@@ -152,26 +152,24 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             case .dropAfter(let limit)?, .stallAfter(let limit)?: sendLength = min(length, max(0, limit))
             case nil: break
             }
+            let sent: EventLoopFuture<Void>
             if sendLength > 0 {
                 let region = FileRegion(fileHandle: file, readerIndex: Int(offset), endIndex: Int(offset + sendLength))
-                context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: nil)
+                sent = context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(region))))
+            } else {
+                sent = context.eventLoop.makeSucceededFuture(())
             }
+            sent.whenComplete { _ in try? file.close() }
             switch response.misbehaviour {
             case .dropAfter?:
-                context.flush()
-                context.channel.close(promise: nil)
-                try? file.close()
+                sent.whenComplete { _ in channel.close(promise: nil) }
             case .stallAfter?:
-                context.flush()
                 // Go silent; give up on the connection long after any sane client timeout.
-                context.eventLoop.scheduleTask(in: .seconds(120)) { channel.close(promise: nil) }
-                context.eventLoop.scheduleTask(in: .seconds(121)) { try? file.close() }
+                let eventLoop = context.eventLoop
+                sent.whenComplete { _ in _ = eventLoop.scheduleTask(in: .seconds(120)) { channel.close(promise: nil) } }
             case nil:
                 let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-                done.whenComplete { _ in
-                    try? file.close()
-                    if !keepAlive { channel.close(promise: nil) }
-                }
+                if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
             }
         }
     }

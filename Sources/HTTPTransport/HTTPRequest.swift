@@ -52,19 +52,15 @@ public enum HTTPRequestBody: Sendable {
 public struct HTTPTimeouts: Sendable, Equatable {
     /// Time allowed to establish the connection (TCP and TLS).
     public var connect: Duration?
-    /// Abort when fewer than `stallBytesPerSecond` bytes per second flowed for `stallTime`.
+    /// Abort when not a single byte moved (either way) for this long, checked about once a
+    /// second: a dead server or a silent network path fails in bounded time.
     public var stallTime: Duration?
-    public var stallBytesPerSecond: Int
     /// Upper bound on the whole transfer.
     public var total: Duration?
 
-    public init(
-        connect: Duration? = .seconds(15), stallTime: Duration? = .seconds(30), stallBytesPerSecond: Int = 1,
-        total: Duration? = nil
-    ) {
+    public init(connect: Duration? = .seconds(15), stallTime: Duration? = .seconds(30), total: Duration? = nil) {
         self.connect = connect
         self.stallTime = stallTime
-        self.stallBytesPerSecond = stallBytesPerSecond
         self.total = total
     }
 }

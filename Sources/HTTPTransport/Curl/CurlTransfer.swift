@@ -31,6 +31,8 @@ final class CurlTransfer: @unchecked Sendable {
     private var failure: (any Error)?
     private var uploadFD: Int32 = -1
     private var uploadPosition: Int64 = 0
+    private var lastProgressBytes: Int64 = -1
+    private var lastProgressAt = ContinuousClock.now
 
     init(id: UInt64, request: HTTPRequest, mode: BodyMode, continuation: CheckedContinuation<HTTPResponse, any Error>) {
         self.id = id
@@ -83,10 +85,10 @@ final class CurlTransfer: @unchecked Sendable {
         if let proxy = configuration.proxy { set(CURLOPT_PROXY, proxy) }
         if let connect = request.timeouts.connect { set(CURLOPT_CONNECTTIMEOUT_MS, max(1, connect.milliseconds)) }
         if let total = request.timeouts.total { set(CURLOPT_TIMEOUT_MS, max(1, total.milliseconds)) }
-        if let stall = request.timeouts.stallTime {
-            set(CURLOPT_LOW_SPEED_LIMIT, max(1, request.timeouts.stallBytesPerSecond))
-            set(CURLOPT_LOW_SPEED_TIME, max(1, (stall.milliseconds + 999) / 1000))
-        }
+        // Stall detection and prompt cancellation both live in the progress callback.
+        set(CURLOPT_NOPROGRESS, 0)
+        ok = ok && ccurl_easy_setopt_xferinfo_fn(easy, curlProgressCallback) == CURLE_OK
+        ok = ok && ccurl_easy_setopt_ptr(easy, CURLOPT_XFERINFODATA, me) == CURLE_OK
         ok = ok && ccurl_easy_setopt_ptr(easy, CURLOPT_ERRORBUFFER, errorBuffer) == CURLE_OK
         ok = ok && ccurl_easy_setopt_ptr(easy, CURLOPT_PRIVATE, me) == CURLE_OK
         ok = ok && ccurl_easy_setopt_data_fn(easy, CURLOPT_WRITEFUNCTION, curlWriteCallback) == CURLE_OK
@@ -174,8 +176,9 @@ final class CurlTransfer: @unchecked Sendable {
     // MARK: - Callbacks (curl thread)
 
     fileprivate func receiveHeader(_ line: UnsafeRawBufferPointer) {
-        var text = String(decoding: line, as: UTF8.self)
-        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        var end = line.count
+        while end > 0, line[end - 1] == 0x0A || line[end - 1] == 0x0D { end -= 1 }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: line[0..<end]), as: UTF8.self)
         if text.hasPrefix("HTTP/") {
             // A new response (redirect hop or 1xx): start over.
             let parts = text.split(separator: " ", maxSplits: 2)
@@ -237,6 +240,25 @@ final class CurlTransfer: @unchecked Sendable {
         }
     }
 
+    /// Returns false to abort: the task was cancelled, or nothing moved for `stallTime`.
+    fileprivate func progress(bytes: Int64) -> Bool {
+        if isCancelled {
+            failure = HTTPTransportError(code: .cancelled, message: "request cancelled")
+            return false
+        }
+        let now = ContinuousClock.now
+        if bytes != lastProgressBytes {
+            lastProgressBytes = bytes
+            lastProgressAt = now
+            return true
+        }
+        if let stall = request.timeouts.stallTime, now - lastProgressAt > stall {
+            failure = HTTPTransportError(code: .stalled, message: "no data moved for \(stall)")
+            return false
+        }
+        return true
+    }
+
     fileprivate func seekBody(to offset: Int64) -> Bool {
         guard offset >= 0, offset <= request.body.length else { return false }
         uploadPosition = offset
@@ -286,6 +308,11 @@ private let curlReadCallback: ccurl_data_fn = { ptr, size, nmemb, userdata in
     guard let transfer = transfer(userdata) else { return ccurl_readfunc_abort() }
     let buffer = UnsafeMutableRawBufferPointer(start: ptr, count: size * nmemb)
     return transfer.sendBody(into: buffer) ?? ccurl_readfunc_abort()
+}
+
+private let curlProgressCallback: ccurl_xferinfo_fn = { userdata, _, downloaded, _, uploaded in
+    guard let transfer = transfer(userdata) else { return 1 }
+    return transfer.progress(bytes: Int64(downloaded) + Int64(uploaded)) ? 0 : 1
 }
 
 private let curlSeekCallback: ccurl_seek_fn = { userdata, offset, origin in
