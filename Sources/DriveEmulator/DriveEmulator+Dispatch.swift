@@ -163,7 +163,8 @@ extension EmulatorState {
                 persistent.shares[id] = share
             }
         }
-        if let id = body.string("expire_share") { persistent.shares[id]?.expiresAt = now - 1000 }
+        let current = now
+        if let id = body.string("expire_share") { persistent.shares[id]?.expiresAt = current - 1000 }
         dirty = true
     }
 

@@ -77,10 +77,12 @@ struct FaultPlan {
             } else if let remaining = rule.remaining, remaining <= 0 {
                 continue
             }
-            if let remaining = rule.remaining { rules[index].remaining = remaining - 1 }
+            if let remaining = rule.remaining {
+                rules[index].remaining = remaining - 1
+                if remaining <= 1 { rules.remove(at: index) }
+            }
             return Self.action(for: rule)
         }
-        rules.removeAll { $0.remaining.map { $0 <= 0 } ?? false }
         return nil
     }
 

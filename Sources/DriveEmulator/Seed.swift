@@ -46,9 +46,9 @@ extension EmulatorState {
         try file("cat.png", Self.generated(size: 120 * 1024, seed: 8), in: pictures)
         let videos = folder("Videos")
         try storeGenerated(name: "sample.mp4", size: 64 << 20, seed: 1, driveID: drive, parentID: videos)
-        let source = folder("src", in: folder("adrivefs", in: folder("Projects")))
-        try file("main.swift", Array("print(\"hello from the emulator\")\n".utf8), in: source)
-        var deep = folder("docs", in: folder("adrivefs", in: "root"))
+        let project = folder("adrivefs", in: folder("Projects"))
+        try file("main.swift", Array("print(\"hello from the emulator\")\n".utf8), in: folder("src", in: project))
+        var deep = folder("docs", in: project)
         for level in ["a", "b", "c"] { deep = folder(level, in: deep) }
         try file("deep.txt", Array("five levels down\n".utf8), in: deep)
         _ = folder("Music")
