@@ -63,6 +63,11 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        .executableTarget(
+            name: "adrivefs-bench",
+            dependencies: ["HTTPTransport"],
+            swiftSettings: strict),
+
         // MARK: - Tests
         .target(
             name: "EmulatorTestSupport",

@@ -1,0 +1,72 @@
+# adrivefs — build, test, benchmark, install and demo.
+#
+#   make demo     install what is missing, build, run the emulator with the demo drive
+#   make test     install what is missing, build, run every test (warnings are errors)
+#   make bench    release build, print throughput figures and ratios
+#   make install  install binaries and man pages under $(PREFIX)
+
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man/man1
+SWIFT       ?= swift
+DEMO_PORT   ?= 8787
+DEMO_DATA   ?= .build/demo-data
+APT_PACKAGES = fuse3 libfuse3-dev libcurl4-openssl-dev libsecp256k1-dev libqrencode-dev curl groff-base
+
+.PHONY: all build deps test lint-man bench install uninstall demo clean
+
+all: build
+
+# Installs the Debian packages the build, the tests and the benchmarks need, once.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+# Builds everything (tests included), fails on any warning in our own code, runs every test.
+test: deps lint-man
+	$(SWIFT) build --build-tests 2>&1 | tee .build/build.log
+	@if grep -E "^/.*/(Sources|Tests|CFuse)/.*(warning|error):" .build/build.log; then \
+	  echo "error: the build printed warnings in adrivefs code (see above)"; exit 1; fi
+	$(SWIFT) test --skip-build
+
+lint-man:
+	@mkdir -p .build
+	@for page in man/*.1; do \
+	  out=$$(groff -man -ww -z $$page 2>&1); \
+	  if [ -n "$$out" ]; then echo "$$page: $$out"; exit 1; fi; \
+	done
+
+bench: deps
+	$(SWIFT) build -c release --product adrivefs-emulator
+	$(SWIFT) build -c release --product adrivefs-bench
+	.build/release/adrivefs-bench
+
+install: deps
+	$(SWIFT) build -c release --product adrivefs-emulator
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)
+	install -m 0755 .build/release/adrivefs-emulator $(DESTDIR)$(BINDIR)/adrivefs-emulator
+	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/adrivefs-emulator $(DESTDIR)$(MANDIR)/adrivefs-emulator.1
+
+# The no-account demo: the emulator with the demo drive on http://127.0.0.1:$(DEMO_PORT).
+demo: build
+	@mkdir -p $(DEMO_DATA)
+	@echo "Starting the emulator with the demo drive (state kept in $(DEMO_DATA)); Ctrl-C stops it."
+	@echo "Try, in another terminal:"
+	@echo "  curl -s http://127.0.0.1:$(DEMO_PORT)/__emulator/account"
+	@echo "  curl -s http://127.0.0.1:$(DEMO_PORT)/__emulator/stats"
+	$(SWIFT) run adrivefs-emulator --port $(DEMO_PORT) --seed demo --data-dir $(DEMO_DATA)
+
+clean:
+	rm -rf .build

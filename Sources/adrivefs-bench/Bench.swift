@@ -1,0 +1,102 @@
+import Foundation
+import HTTPTransport
+
+/// `make bench`: starts the release `adrivefs-emulator` with the `bench` seed (cached under
+/// `.build/bench-data`), then measures and prints throughput figures with their targets.
+///
+/// Numbers and ratios only: nothing here passes or fails a build.
+@main
+struct Bench {
+    static func main() async {
+        do {
+            try await run()
+        } catch {
+            FileHandle.standardError.write(Data("adrivefs-bench: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    static func run() async throws {
+        let binDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        let dataDirectory = ProcessInfo.processInfo.environment["ADRIVEFS_BENCH_DATA"] ?? ".build/bench-data"
+        let runs = Int(ProcessInfo.processInfo.environment["ADRIVEFS_BENCH_RUNS"] ?? "") ?? 3
+
+        print("adrivefs benchmark — \(ProcessInfo.processInfo.activeProcessorCount) cores, data in \(dataDirectory)")
+        let seedStart = ContinuousClock.now
+        let emulator = try EmulatorProcess.start(binary: binDirectory.appendingPathComponent("adrivefs-emulator").path, dataDirectory: dataDirectory)
+        defer { emulator.stop() }
+        print("emulator ready at \(emulator.base) (start + seed: \(format(ContinuousClock.now - seedStart)))")
+
+        let client = try CurlHTTPClient()
+        defer { client.shutdown() }
+        let api = try await APISession.login(client: client, base: emulator.base, refreshToken: emulator.refreshToken)
+        let file = try await api.post("/v2/file/get_by_path", ["drive_id": api.driveID, "file_path": "/bench/1GiB.bin"])
+        guard let fileID = file["file_id"] as? String, let size = file["size"] as? Int else {
+            throw BenchError("the bench seed has no /bench/1GiB.bin (delete \(dataDirectory) and retry)")
+        }
+        let link = try await api.post("/v2/file/get_download_url", ["drive_id": api.driveID, "file_id": fileID, "expire_sec": 14_400])
+        guard let url = link["url"] as? String else { throw BenchError("no download URL") }
+
+        var table: [(String, String, String)] = []
+        // 1. curl over loopback: the emulator's own serving speed.
+        var curlRates: [Double] = []
+        for _ in 0..<runs { curlRates.append(try curlDownload(url: url, expected: size)) }
+        let curlBest = curlRates.max() ?? 0
+        table.append(("emulator → curl, 1 GiB sequential (best of \(runs))", String(format: "%.2f GB/s", curlBest / 1e9),
+                      String(format: "target ≥ 1.00 GB/s  (%.2f×)", curlBest / 1e9)))
+        // 2. Our transport, streaming into a sink that only counts.
+        var ownRates: [Double] = []
+        for _ in 0..<runs { ownRates.append(try await transportDownload(client: client, url: url, expected: size)) }
+        let ownBest = ownRates.max() ?? 0
+        table.append(("emulator → CurlHTTPClient.stream, 1 GiB (best of \(runs))", String(format: "%.2f GB/s", ownBest / 1e9),
+                      String(format: "ratio to curl %.2f", curlBest > 0 ? ownBest / curlBest : 0)))
+
+        print("")
+        let width = table.map(\.0.count).max() ?? 0
+        for (name, value, note) in table {
+            print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value.padding(toLength: 12, withPad: " ", startingAt: 0) + "  " + note)
+        }
+    }
+
+    /// Bytes per second of `curl -o /dev/null URL`, checking the byte count.
+    static func curlDownload(url: String, expected: Int) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["curl", "-sS", "-o", "/dev/null", "-w", "%{size_download} %{time_total}", url]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        process.waitUntilExit()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let fields = text.split(separator: " ").compactMap { Double($0) }
+        guard process.terminationStatus == 0, fields.count == 2, Int(fields[0]) == expected, fields[1] > 0 else {
+            throw BenchError("curl failed: status \(process.terminationStatus), output \(text)")
+        }
+        return fields[0] / fields[1]
+    }
+
+    static func transportDownload(client: CurlHTTPClient, url: String, expected: Int) async throws -> Double {
+        let counter = ByteCounter()
+        let start = ContinuousClock.now
+        let response = try await client.stream(HTTPRequest(url: url)) { chunk in counter.count += chunk.count }
+        let elapsed = ContinuousClock.now - start
+        guard response.status == 200, counter.count == expected else {
+            throw BenchError("download failed: HTTP \(response.status), \(counter.count) bytes")
+        }
+        return Double(expected) / seconds(elapsed)
+    }
+}
+
+/// Counts streamed bytes; touched only by the transfer's callbacks, then read after it ends.
+final class ByteCounter: @unchecked Sendable { var count = 0 }
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+func format(_ duration: Duration) -> String { String(format: "%.1f s", seconds(duration)) }

@@ -1,0 +1,79 @@
+import Foundation
+import HTTPTransport
+
+/// The emulator as a child process, stopped with SIGTERM.
+final class EmulatorProcess {
+    let process: Process
+    let base: String
+    let refreshToken: String
+
+    private init(process: Process, base: String, refreshToken: String) {
+        self.process = process
+        self.base = base
+        self.refreshToken = refreshToken
+    }
+
+    static func start(binary: String, dataDirectory: String) throws -> EmulatorProcess {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["--port", "0", "--seed", "bench", "--data-dir", dataDirectory]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        var base = ""
+        var token = ""
+        var buffer = ""
+        let handle = output.fileHandleForReading
+        while token.isEmpty {
+            let data = handle.availableData
+            guard !data.isEmpty else { throw BenchError("the emulator exited before it was ready") }
+            buffer += String(decoding: data, as: UTF8.self)
+            for line in buffer.split(separator: "\n") {
+                if line.hasPrefix("listening on ") { base = String(line.dropFirst("listening on ".count)) }
+                if line.hasPrefix("refresh token: ") { token = String(line.dropFirst("refresh token: ".count)) }
+            }
+        }
+        return EmulatorProcess(process: process, base: base, refreshToken: token)
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}
+
+/// Just enough of the client protocol to reach the data: token refresh and device session.
+struct APISession {
+    let client: CurlHTTPClient
+    let base: String
+    let accessToken: String
+    let driveID: String
+    static let deviceID = "adrivefs-bench"
+    static let signature = String(repeating: "ab", count: 64) + "01"
+
+    static func login(client: CurlHTTPClient, base: String, refreshToken: String) async throws -> APISession {
+        let unauthenticated = APISession(client: client, base: base, accessToken: "", driveID: "")
+        let token = try await unauthenticated.post("/v2/account/token", ["grant_type": "refresh_token", "refresh_token": refreshToken])
+        guard let access = token["access_token"] as? String, let drive = token["default_drive_id"] as? String else {
+            throw BenchError("token refresh failed")
+        }
+        let session = APISession(client: client, base: base, accessToken: access, driveID: drive)
+        _ = try await session.post("/users/v1/users/device/create_session", ["pubKey": "04" + String(repeating: "cd", count: 64)])
+        return session
+    }
+
+    func post(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
+        var headers: HTTPHeaders = ["Content-Type": "application/json"]
+        if !accessToken.isEmpty {
+            headers["Authorization"] = "Bearer " + accessToken
+            headers["x-device-id"] = Self.deviceID
+            headers["x-signature"] = Self.signature
+        }
+        let data = try JSONSerialization.data(withJSONObject: body)
+        let response = try await client.execute(HTTPRequest(method: "POST", url: base + path, headers: headers, body: .bytes(Array(data))))
+        guard response.isSuccess, let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else {
+            throw BenchError("\(path): HTTP \(response.status) \(response.text)")
+        }
+        return object
+    }
+}
