@@ -42,14 +42,21 @@ extension EmulatorState {
         return node
     }
 
+    /// `check_name_mode: refuse` met an entry of that name: the existing entry with
+    /// `exist: true`, and no upload session.
+    private func refusedCreate(_ base: JSONObject, existing: Node) -> EmulatorResponse {
+        var result = base
+        result["file_id"] = existing.id
+        result["file_name"] = existing.name
+        result["type"] = existing.kind.rawValue
+        result["exist"] = true
+        return .json(201, result)
+    }
+
     private func createFolder(name: String, driveID: String, parentID: String, mode: String) throws -> EmulatorResponse {
         var result: JSONObject = ["parent_file_id": parentID, "type": "folder", "domain_id": "bj29", "drive_id": driveID, "encrypt_mode": "none"]
         if mode == "refuse", let existing = child(named: name, driveID: driveID, parentID: parentID) {
-            result["file_id"] = existing.id
-            result["file_name"] = existing.name
-            result["type"] = existing.kind.rawValue
-            result["exist"] = true
-            return .json(201, result)
+            return refusedCreate(result, existing: existing)
         }
         let finalName = try resolveName(name, driveID: driveID, parentID: parentID, mode: mode == "refuse" ? "ignore" : mode)
         let node = makeNode(.folder, name: finalName, driveID: driveID, parentID: parentID)
@@ -77,11 +84,7 @@ extension EmulatorState {
             "location": "cn-beijing",
         ]
         if mode == "refuse", let existing = child(named: name, driveID: driveID, parentID: parentID) {
-            result["file_id"] = existing.id
-            result["file_name"] = existing.name
-            result["type"] = existing.kind.rawValue
-            result["exist"] = true
-            return .json(201, result)
+            return refusedCreate(result, existing: existing)
         }
         // Pre-hash probe: answer 409 when some stored content has that size and prefix hash.
         if let preHash = body.string("pre_hash"), !preHash.isEmpty, blob(preHash: preHash, size: size) != nil {
