@@ -28,6 +28,7 @@ let package = Package(
         // MARK: - C shims (only what Swift cannot call: macros, variadics, version pins)
         .target(name: "CFuse", path: "CFuse", linkerSettings: [.linkedLibrary("fuse3")]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
+        .target(name: "CSecp256k1", linkerSettings: [.linkedLibrary("secp256k1")]),
 
         // MARK: - Libraries
         .target(
@@ -37,7 +38,7 @@ let package = Package(
         .target(
             name: "AliyunDrive",
             dependencies: [
-                "HTTPTransport",
+                "HTTPTransport", "CSecp256k1",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],

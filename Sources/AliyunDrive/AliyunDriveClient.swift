@@ -1,0 +1,185 @@
+import Foundation
+public import HTTPTransport
+import Logging
+import Synchronization
+
+/// The Aliyun Drive API client: tokens, device session, retries, listings, download
+/// links and ranged reads. Knows JSON and HTTP, not FUSE. Safe for concurrent use.
+public final class AliyunDriveClient: Sendable {
+    public struct Configuration: Sendable {
+        /// API base URL; every host of the service is reached through it.
+        public var endpoint: String
+        /// Where rotated refresh tokens are persisted (nil: keep them in memory only).
+        public var tokenFile: String?
+        /// Per-user state: device identities.
+        public var stateDirectory: String
+        public var drive: DriveKind
+        /// Attempts per request for throttling, 5xx and connection errors.
+        public var maxAttempts: Int
+        /// First backoff delay; doubles per attempt (with jitter), capped at `maxBackoff`.
+        public var baseBackoff: Duration
+        public var maxBackoff: Duration
+        /// Stall limit for API calls and data transfers.
+        public var stallTimeout: Duration
+
+        public init(
+            endpoint: String, tokenFile: String?, stateDirectory: String, drive: DriveKind = .default, maxAttempts: Int = 6,
+            baseBackoff: Duration = .milliseconds(200), maxBackoff: Duration = .seconds(5), stallTimeout: Duration = .seconds(20)
+        ) {
+            self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+            self.tokenFile = tokenFile
+            self.stateDirectory = stateDirectory
+            self.drive = drive
+            self.maxAttempts = max(1, maxAttempts)
+            self.baseBackoff = baseBackoff
+            self.maxBackoff = maxBackoff
+            self.stallTimeout = stallTimeout
+        }
+    }
+
+    let configuration: Configuration
+    let http: any HTTPClient
+    let tokens: TokenManager
+    let logger = Logger(label: "adrivefs.api")
+    private let links = Mutex<[String: DownloadLink]>([:])
+    private let driveIDs = Mutex<(selected: String, resource: String, backup: String)>(("", "", ""))
+
+    public init(configuration: Configuration, http: any HTTPClient, refreshToken: String) {
+        self.configuration = configuration
+        self.http = http
+        let endpoint = configuration.endpoint
+        let stall = configuration.stallTimeout
+        let logger = Logger(label: "adrivefs.api")
+        let refresher: @Sendable (String) async throws -> [String: any Sendable] = { token in
+            try await Self.refreshCall(http: http, endpoint: endpoint, refreshToken: token, stall: stall, attempts: configuration.maxAttempts)
+        }
+        tokens = TokenManager(
+            refreshToken: refreshToken, tokenFile: configuration.tokenFile, stateDirectory: configuration.stateDirectory,
+            logger: logger, refresher: refresher,
+            sessionCreator: { access, refreshToken in
+                try await Self.createSessionCall(http: http, endpoint: endpoint, access: access, refreshToken: refreshToken, stall: stall)
+            })
+    }
+
+    /// Logs in (refresh + device session) and resolves the drive to mount. Fails fast with
+    /// `.authentication` for a rejected token and `.unreachable` for a dead endpoint.
+    public func start() async throws {
+        try await tokens.refresh()
+        let user = try await call("/v2/user/get", [:])
+        let backup = user["backup_drive_id"] as? String ?? user["default_drive_id"] as? String ?? ""
+        let resource = user["resource_drive_id"] as? String ?? ""
+        let selected: String
+        switch configuration.drive {
+        case .default: selected = user["default_drive_id"] as? String ?? backup
+        case .backup: selected = backup
+        case .resource: selected = resource
+        }
+        guard !selected.isEmpty else { throw DriveError(.protocolViolation, "the account has no \(configuration.drive.rawValue) drive") }
+        driveIDs.withLock { $0 = (selected, resource, backup) }
+    }
+
+    /// The drive being served.
+    public var driveID: String { driveIDs.withLock { $0.selected } }
+
+    // MARK: - Metadata
+
+    /// Every entry of a folder (all pages, 200 per call).
+    public func list(folderID: String) async throws -> [DriveItem] {
+        var items: [DriveItem] = []
+        var marker = ""
+        repeat {
+            let page = try await call(
+                "/adrive/v3/file/list",
+                ["drive_id": driveID, "parent_file_id": folderID, "limit": 200, "marker": marker, "order_by": "name", "order_direction": "ASC", "fields": "*"])
+            for object in page["items"] as? [[String: Any]] ?? [] {
+                if let item = DriveItem(json: object) { items.append(item) }
+            }
+            marker = page["next_marker"] as? String ?? ""
+        } while !marker.isEmpty
+        return items
+    }
+
+    public func item(fileID: String) async throws -> DriveItem {
+        let object = try await call("/v2/file/get", ["drive_id": driveID, "file_id": fileID])
+        guard let item = DriveItem(json: object) else { throw DriveError(.protocolViolation, "malformed file object") }
+        return item
+    }
+
+    public func space() async throws -> SpaceInfo {
+        let info = try await call("/v2/databox/get_personal_info", [:])
+        let space = info["personal_space_info"] as? [String: Any] ?? [:]
+        return SpaceInfo(
+            used: (space["used_size"] as? NSNumber)?.int64Value ?? 0, total: (space["total_size"] as? NSNumber)?.int64Value ?? 0)
+    }
+
+    // MARK: - Downloads
+
+    /// A download link for the file, cached until a minute before it expires.
+    public func downloadLink(fileID: String) async throws -> DownloadLink {
+        let now = Date().timeIntervalSince1970
+        if let cached = links.withLock({ $0[fileID] }), cached.expiresAt - now > 60 { return cached }
+        let object = try await call("/v2/file/get_download_url", ["drive_id": driveID, "file_id": fileID, "expire_sec": 14_400])
+        guard let url = object["url"] as? String, !url.isEmpty else {
+            throw DriveError(.protocolViolation, "get_download_url returned no url")
+        }
+        let expires = URLComponents(string: url)?.queryItems?.first { $0.name == "x-oss-expires" }?.value.flatMap(Double.init)
+            ?? parseISO8601(object["expiration"] as? String)
+        let referer = url.contains("x-oss-additional-headers=referer") ? "https://www.aliyundrive.com/" : nil
+        let link = DownloadLink(url: url, expiresAt: expires > 0 ? expires : now + 600, referer: referer)
+        links.withLock { $0[fileID] = link }
+        return link
+    }
+
+    /// Drops a cached link (after a 403 or a content change).
+    public func forgetLink(fileID: String) { _ = links.withLock { $0.removeValue(forKey: fileID) } }
+
+    /// Reads `length` bytes at `offset` (fewer at the end of the file). Renews an expired
+    /// URL and retries the same range transparently; retries throttling and broken
+    /// connections with backoff.
+    public func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8] {
+        guard length > 0 else { return [] }
+        var renewed = false
+        var attempt = 0
+        while true {
+            attempt += 1
+            let link = try await downloadLink(fileID: fileID)
+            var request = HTTPRequest(url: link.url, timeouts: .init(connect: .seconds(10), stallTime: configuration.stallTimeout))
+            request.setRange(offset...(offset + Int64(length) - 1))
+            if let referer = link.referer { request.headers["Referer"] = referer }
+            let response: HTTPResponse
+            do {
+                response = try await http.execute(request, maxBodyBytes: length + 1024)
+            } catch let error as HTTPTransportError where !error.isCancelled && attempt < configuration.maxAttempts {
+                logger.debug("range read of \(fileID) failed (\(error.code)); retrying")
+                try await backoff(attempt: attempt, retryAfter: nil)
+                continue
+            } catch let error as HTTPTransportError {
+                throw error.isCancelled ? DriveError(.cancelled, "read cancelled") : DriveError(.unreachable, "data server unreachable: \(error)")
+            }
+            switch response.status {
+            case 206:
+                return response.body
+            case 200:
+                let start = Int(min(offset, Int64(response.body.count)))
+                return Array(response.body[start..<min(response.body.count, start + length)])
+            case 416:
+                return []
+            case 403 where !renewed:
+                // Expired (or otherwise refused) URL: renew once and retry the same range.
+                renewed = true
+                forgetLink(fileID: fileID)
+                logger.debug("download URL refused (\(Self.ossCode(response))); renewing")
+            case 429 where attempt < configuration.maxAttempts, 500...599 where attempt < configuration.maxAttempts:
+                try await backoff(attempt: attempt, retryAfter: Self.retryAfter(response))
+            default:
+                throw DriveError(.service, "data server answered HTTP \(response.status) \(Self.ossCode(response))", status: response.status, code: Self.ossCode(response))
+            }
+        }
+    }
+
+    static func ossCode(_ response: HTTPResponse) -> String {
+        let text = response.text
+        guard let start = text.range(of: "<Code>"), let end = text.range(of: "</Code>"), start.upperBound <= end.lowerBound else { return "" }
+        return String(text[start.upperBound..<end.lowerBound])
+    }
+}
