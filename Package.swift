@@ -36,6 +36,10 @@ let package = Package(
             dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
+            name: "FUSE",
+            dependencies: ["CFuse", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
             name: "AliyunDrive",
             dependencies: [
                 "HTTPTransport", "CSecp256k1",

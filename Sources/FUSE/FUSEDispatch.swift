@@ -1,0 +1,176 @@
+internal import CFuse
+import Glibc
+import Logging
+
+/// Turns a filesystem call into exactly one reply: success through `reply`, a thrown
+/// error through `fuse_reply_err` (the binding's single errno mapping).
+enum FUSEDispatch {
+    static let logger = Logger(label: "adrivefs.fuse")
+
+    static func run<Value: Sendable>(
+        _ request: Request, _ operation: String, _ work: @escaping @Sendable () async throws -> Value,
+        reply: @escaping @Sendable (Request, Value) -> Void
+    ) {
+        Task {
+            do {
+                let value = try await work()
+                reply(request, value)
+            } catch {
+                request.reply(errno: errno(for: error, operation: operation))
+            }
+        }
+    }
+
+    /// The errno of an error: its own when it knows it, EINTR for cancellation, else EIO
+    /// (logged with its cause).
+    static func errno(for error: any Error, operation: String) -> Int32 {
+        if let convertible = error as? any ErrnoConvertible { return convertible.errno }
+        if error is CancellationError { return EINTR }
+        logger.error("\(operation) failed: \(error)")
+        return EIO
+    }
+}
+
+/// The context libfuse hands back to every callback as userdata.
+final class SessionContext: Sendable {
+    let fileSystem: any FileSystem
+    let maxReadahead: UInt32
+
+    init(fileSystem: any FileSystem, maxReadahead: UInt32) {
+        self.fileSystem = fileSystem
+        self.maxReadahead = maxReadahead
+    }
+
+    /// The one force-unwrap the binding keeps: libfuse always passes the userdata it was given.
+    static func from(_ request: fuse_req_t) -> SessionContext {
+        Unmanaged<SessionContext>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue()
+    }
+}
+
+/// The `fuse_lowlevel_ops` table: C-convention trampolines that copy their arguments into
+/// Swift values, then hand the work to a task (replying later is allowed by libfuse).
+/// Defined in a nonisolated type: closures written at top level would be main-actor
+/// isolated and trap on libfuse's threads.
+enum Operations {
+    static func table() -> fuse_lowlevel_ops {
+        var ops = fuse_lowlevel_ops()
+        ops.`init` = { userdata, connection in
+            guard let userdata, let connection else { return }
+            let context = Unmanaged<SessionContext>.fromOpaque(userdata).takeUnretainedValue()
+            connection.pointee.max_readahead = min(connection.pointee.max_readahead, context.maxReadahead) == 0
+                ? context.maxReadahead : max(connection.pointee.max_readahead, context.maxReadahead)
+            connection.pointee.want |= UInt32(FUSE_CAP_ASYNC_READ)
+            if connection.pointee.capable & UInt32(FUSE_CAP_READDIRPLUS) != 0 {
+                connection.pointee.want |= UInt32(FUSE_CAP_READDIRPLUS)
+            }
+        }
+        ops.lookup = { req, parent, cName in
+            guard let req, let cName else { return }
+            let fs = SessionContext.from(req).fileSystem
+            let name = String(cString: cName)
+            FUSEDispatch.run(Request(raw: req), "lookup", { try await fs.lookup(parent: parent, name: name) }) { $0.reply(entry: $1) }
+        }
+        ops.forget = { req, inode, count in
+            guard let req else { return }
+            SessionContext.from(req).fileSystem.forget(inode: inode, count: count)
+            fuse_reply_none(req)
+        }
+        ops.forget_multi = { req, count, items in
+            guard let req else { return }
+            let fs = SessionContext.from(req).fileSystem
+            if let items {
+                for index in 0..<count { fs.forget(inode: items[index].ino, count: items[index].nlookup) }
+            }
+            fuse_reply_none(req)
+        }
+        ops.getattr = { req, inode, _ in
+            guard let req else { return }
+            let fs = SessionContext.from(req).fileSystem
+            FUSEDispatch.run(Request(raw: req), "getattr", { try await fs.getattr(inode: inode) }) { $0.reply(attributes: $1) }
+        }
+        ops.opendir = { req, inode, _ in
+            guard let req else { return }
+            let fs = SessionContext.from(req).fileSystem
+            FUSEDispatch.run(Request(raw: req), "opendir", { try await fs.opendir(inode: inode) }) { $0.reply(open: OpenReply(handle: $1)) }
+        }
+        ops.readdir = { req, inode, size, offset, info in
+            guard let req, let info else { return }
+            Operations.readdir(req, inode: inode, size: size, offset: offset, handle: info.pointee.fh, plus: false)
+        }
+        ops.readdirplus = { req, inode, size, offset, info in
+            guard let req, let info else { return }
+            Operations.readdir(req, inode: inode, size: size, offset: offset, handle: info.pointee.fh, plus: true)
+        }
+        ops.releasedir = { req, inode, info in
+            guard let req, let info else { return }
+            let fs = SessionContext.from(req).fileSystem
+            let handle = info.pointee.fh
+            FUSEDispatch.run(Request(raw: req), "releasedir", { await fs.releasedir(inode: inode, handle: handle) }) { request, _ in
+                request.reply(errno: 0)
+            }
+        }
+        ops.open = { req, inode, info in
+            guard let req, let info else { return }
+            let fs = SessionContext.from(req).fileSystem
+            let flags = info.pointee.flags
+            FUSEDispatch.run(Request(raw: req), "open", { try await fs.open(inode: inode, flags: flags) }) { $0.reply(open: $1) }
+        }
+        ops.read = { req, inode, size, offset, info in
+            guard let req, let info else { return }
+            let fs = SessionContext.from(req).fileSystem
+            let handle = info.pointee.fh
+            FUSEDispatch.run(Request(raw: req), "read", {
+                try await fs.read(inode: inode, handle: handle, offset: Int64(offset), size: size)
+            }) { $0.reply(bytes: $1) }
+        }
+        ops.release = { req, inode, info in
+            guard let req, let info else { return }
+            let fs = SessionContext.from(req).fileSystem
+            let handle = info.pointee.fh
+            FUSEDispatch.run(Request(raw: req), "release", { try await fs.release(inode: inode, handle: handle) }) { request, _ in
+                request.reply(errno: 0)
+            }
+        }
+        ops.statfs = { req, inode in
+            guard let req else { return }
+            let fs = SessionContext.from(req).fileSystem
+            FUSEDispatch.run(Request(raw: req), "statfs", { try await fs.statfs(inode: inode) }) { $0.reply(statistics: $1) }
+        }
+        ops.getxattr = { req, inode, cName, size in
+            guard let req, let cName else { return }
+            let fs = SessionContext.from(req).fileSystem
+            let name = String(cString: cName)
+            FUSEDispatch.run(Request(raw: req), "getxattr", { try await fs.getxattr(inode: inode, name: name) }) { request, value in
+                Operations.replyXattr(request, value, size: size)
+            }
+        }
+        ops.listxattr = { req, inode, size in
+            guard let req else { return }
+            let fs = SessionContext.from(req).fileSystem
+            FUSEDispatch.run(Request(raw: req), "listxattr", { try await fs.listxattr(inode: inode) }) { request, names in
+                Operations.replyXattr(request, names.flatMap { Array($0.utf8) + [0] }, size: size)
+            }
+        }
+        return ops
+    }
+
+    fileprivate static func readdir(_ req: fuse_req_t, inode: InodeNumber, size: Int, offset: off_t, handle: UInt64, plus: Bool) {
+        let fs = SessionContext.from(req).fileSystem
+        FUSEDispatch.run(Request(raw: req), plus ? "readdirplus" : "readdir", {
+            try await fs.readdir(inode: inode, handle: handle, offset: UInt64(max(0, offset)), plus: plus)
+        }) { request, entries in
+            request.reply(entries: entries, size: size, plus: plus) { fs.remember(inodes: $0) }
+        }
+    }
+
+    /// `size == 0` asks for the length; a too-small buffer is ERANGE.
+    fileprivate static func replyXattr(_ request: Request, _ value: [UInt8], size: Int) {
+        if size == 0 {
+            request.reply(xattrSize: value.count)
+        } else if size < value.count {
+            request.reply(errno: ERANGE)
+        } else {
+            request.reply(bytes: value)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+internal import CFuse
+import Glibc
+import Logging
+
+/// A FUSE session: creates the libfuse session over a `FileSystem`, mounts it, runs the
+/// multi-threaded request loop, and unmounts.
+///
+/// Lifecycle: `init` → `mount(at:)` → `run()` (blocks until unmounted or `exit()`/a
+/// signal) → deinit. `exit()` may be called from any thread.
+public final class FUSESession: @unchecked Sendable {
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    private let session: OpaquePointer
+    private let context: Unmanaged<SessionContext>
+    private var mounted = false
+    private let logger = Logger(label: "adrivefs.fuse")
+
+    /// - Parameters:
+    ///   - options: `-o` options for libfuse (e.g. `fsname=adrive`, `subtype=adrivefs`,
+    ///     `allow_other`, `default_permissions`, `ro`, `max_read=…`).
+    ///   - debug: libfuse's own request tracing (`-d`).
+    public init(fileSystem: any FileSystem, options: [String], debug: Bool = false, maxReadahead: UInt32 = 4 << 20) throws {
+        let context = Unmanaged.passRetained(SessionContext(fileSystem: fileSystem, maxReadahead: maxReadahead))
+        var arguments = ["adrivefs"]
+        if debug { arguments.append("-d") }
+        if !options.isEmpty { arguments += ["-o", options.map(Self.escapeCommas).joined(separator: ",")] }
+        var cStrings = arguments.map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        var ops = Operations.table()
+        let created = cStrings.withUnsafeMutableBufferPointer { argv -> OpaquePointer? in
+            var args = fuse_args(argc: Int32(argv.count), argv: argv.baseAddress, allocated: 0)
+            defer { fuse_opt_free_args(&args) }
+            return cfuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, context.toOpaque())
+        }
+        guard let created else {
+            context.release()
+            throw Error(description: "libfuse rejected the options: \(options.joined(separator: ","))")
+        }
+        session = created
+        self.context = context
+    }
+
+    /// libfuse splits `-o` values at commas; a literal comma is written `\,`.
+    static func escapeCommas(_ option: String) -> String {
+        var out = ""
+        for character in option {
+            if character == "," || character == "\\" { out.append("\\") }
+            out.append(character)
+        }
+        return out
+    }
+
+    /// Mounts at `mountpoint` (`fuse_session_mount`).
+    public func mount(at mountpoint: String) throws {
+        guard fuse_session_mount(session, mountpoint) == 0 else {
+            throw Error(description: "cannot mount on \(mountpoint)")
+        }
+        mounted = true
+    }
+
+    /// Serves requests until the filesystem is unmounted or the session is told to exit
+    /// (SIGINT, SIGTERM and SIGHUP do that), then unmounts. Returns libfuse's status.
+    @discardableResult
+    public func run(threads: UInt32 = 16) -> Int32 {
+        fuse_set_signal_handlers(session)
+        let status = cfuse_session_loop_mt(session, 0, threads)
+        fuse_remove_signal_handlers(session)
+        unmount()
+        return status
+    }
+
+    /// Asks the loop to stop (`fuse_session_exit`).
+    public func exit() { fuse_session_exit(session) }
+
+    public func unmount() {
+        if mounted {
+            fuse_session_unmount(session)
+            mounted = false
+        }
+    }
+
+    deinit {
+        unmount()
+        fuse_session_destroy(session)
+        context.release()
+    }
+}

@@ -1,0 +1,142 @@
+/// An inode number. 1 is the root (`FUSE_ROOT_ID`).
+public typealias InodeNumber = UInt64
+
+/// What a filesystem implements. Every method may be called concurrently from many
+/// tasks; each returns a value or throws, and the binding turns that into exactly one
+/// reply. Errors that conform to `ErrnoConvertible` become their errno; anything else is
+/// EIO and is logged once with its cause.
+public protocol FileSystem: Sendable {
+    /// `lookup`: find `name` in `parent`. A returned entry counts one lookup of its inode.
+    func lookup(parent: InodeNumber, name: String) async throws -> Entry
+    /// `forget`: the kernel dropped `count` lookups of `inode`. Must not block.
+    func forget(inode: InodeNumber, count: UInt64)
+    func getattr(inode: InodeNumber) async throws -> AttributeReply
+    func opendir(inode: InodeNumber) async throws -> UInt64
+    /// Entries after `offset` (0: from the start). Each entry's `offset` is the cookie of
+    /// the entry *after* it. With `plus`, entries carry attributes, and the binding calls
+    /// `remember(inodes:)` for those it hands to the kernel.
+    func readdir(inode: InodeNumber, handle: UInt64, offset: UInt64, plus: Bool) async throws -> [DirectoryEntry]
+    /// Counts one lookup for each inode returned through readdirplus.
+    func remember(inodes: [InodeNumber])
+    func releasedir(inode: InodeNumber, handle: UInt64) async
+    func open(inode: InodeNumber, flags: Int32) async throws -> OpenReply
+    func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> [UInt8]
+    func release(inode: InodeNumber, handle: UInt64) async throws
+    func statfs(inode: InodeNumber) async throws -> FileSystemStatistics
+    func getxattr(inode: InodeNumber, name: String) async throws -> [UInt8]
+    func listxattr(inode: InodeNumber) async throws -> [String]
+}
+
+/// An error that knows its errno.
+public protocol ErrnoConvertible: Error {
+    var errno: Int32 { get }
+}
+
+/// File attributes as the kernel sees them (`struct stat`).
+public struct FileAttributes: Sendable, Equatable {
+    public enum Kind: Sendable { case file, directory }
+    public var inode: InodeNumber
+    public var kind: Kind
+    /// Permission bits (e.g. 0o644), without the file type.
+    public var permissions: UInt32
+    public var size: Int64
+    public var linkCount: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    /// Seconds since the epoch.
+    public var modified: Double
+    public var changed: Double
+    public var accessed: Double
+
+    public init(
+        inode: InodeNumber, kind: Kind, permissions: UInt32, size: Int64, linkCount: UInt32 = 1, uid: UInt32, gid: UInt32,
+        modified: Double, changed: Double? = nil, accessed: Double? = nil
+    ) {
+        self.inode = inode
+        self.kind = kind
+        self.permissions = permissions
+        self.size = size
+        self.linkCount = linkCount
+        self.uid = uid
+        self.gid = gid
+        self.modified = modified
+        self.changed = changed ?? modified
+        self.accessed = accessed ?? modified
+    }
+}
+
+/// A `lookup` answer (`struct fuse_entry_param`).
+public struct Entry: Sendable {
+    public var attributes: FileAttributes
+    public var generation: UInt64
+    /// Seconds the kernel may cache the attributes / the name.
+    public var attributeTimeout: Double
+    public var entryTimeout: Double
+
+    public init(attributes: FileAttributes, generation: UInt64 = 0, attributeTimeout: Double, entryTimeout: Double) {
+        self.attributes = attributes
+        self.generation = generation
+        self.attributeTimeout = attributeTimeout
+        self.entryTimeout = entryTimeout
+    }
+}
+
+public struct AttributeReply: Sendable {
+    public var attributes: FileAttributes
+    public var timeout: Double
+    public init(attributes: FileAttributes, timeout: Double) {
+        self.attributes = attributes
+        self.timeout = timeout
+    }
+}
+
+public struct DirectoryEntry: Sendable {
+    public var name: String
+    public var inode: InodeNumber
+    public var kind: FileAttributes.Kind
+    /// The cookie of the next entry.
+    public var offset: UInt64
+    /// For readdirplus.
+    public var entry: Entry?
+
+    public init(name: String, inode: InodeNumber, kind: FileAttributes.Kind, offset: UInt64, entry: Entry? = nil) {
+        self.name = name
+        self.inode = inode
+        self.kind = kind
+        self.offset = offset
+        self.entry = entry
+    }
+}
+
+public struct OpenReply: Sendable {
+    public var handle: UInt64
+    /// Keep the kernel's page cache from earlier opens (content unchanged).
+    public var keepCache: Bool
+    public var directIO: Bool
+    public init(handle: UInt64, keepCache: Bool = false, directIO: Bool = false) {
+        self.handle = handle
+        self.keepCache = keepCache
+        self.directIO = directIO
+    }
+}
+
+/// `struct statvfs` for `statfs`.
+public struct FileSystemStatistics: Sendable {
+    public var blockSize: UInt64
+    public var blocks: UInt64
+    public var freeBlocks: UInt64
+    public var availableBlocks: UInt64
+    public var files: UInt64
+    public var freeFiles: UInt64
+    public var maximumNameLength: UInt64
+
+    public init(blockSize: UInt64, blocks: UInt64, freeBlocks: UInt64, availableBlocks: UInt64, files: UInt64, freeFiles: UInt64, maximumNameLength: UInt64) {
+        self.blockSize = blockSize
+        self.blocks = blocks
+        self.freeBlocks = freeBlocks
+        self.availableBlocks = availableBlocks
+        self.files = files
+        self.freeFiles = freeFiles
+        self.maximumNameLength = maximumNameLength
+    }
+}

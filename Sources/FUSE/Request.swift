@@ -1,0 +1,125 @@
+internal import CFuse
+import Glibc
+import Logging
+
+/// One kernel request (`fuse_req_t`). The handle stays valid until a reply function is
+/// called, from any thread; `Request` is therefore sendable, and each one is answered by
+/// exactly one of the `reply…` methods below (all replies go through `FUSEDispatch.run`).
+struct Request: @unchecked Sendable {
+    let raw: fuse_req_t
+
+    /// The corresponding libfuse call is `fuse_reply_err`.
+    func reply(errno: Int32) { fuse_reply_err(raw, errno) }
+
+    /// The corresponding libfuse call is `fuse_reply_none` (forget).
+    func replyNone() { fuse_reply_none(raw) }
+
+    /// The corresponding libfuse call is `fuse_reply_entry`.
+    func reply(entry: Entry) {
+        var parameters = fuse_entry_param()
+        parameters.ino = entry.attributes.inode
+        parameters.generation = entry.generation
+        parameters.attr = entry.attributes.stat
+        parameters.attr_timeout = entry.attributeTimeout
+        parameters.entry_timeout = entry.entryTimeout
+        fuse_reply_entry(raw, &parameters)
+    }
+
+    /// The corresponding libfuse call is `fuse_reply_attr`.
+    func reply(attributes: AttributeReply) {
+        var stat = attributes.attributes.stat
+        fuse_reply_attr(raw, &stat, attributes.timeout)
+    }
+
+    /// The corresponding libfuse call is `fuse_reply_open`.
+    func reply(open: OpenReply) {
+        var info = fuse_file_info()
+        info.fh = open.handle
+        info.keep_cache = open.keepCache ? 1 : 0
+        info.direct_io = open.directIO ? 1 : 0
+        fuse_reply_open(raw, &info)
+    }
+
+    /// The corresponding libfuse call is `fuse_reply_buf`.
+    func reply(bytes: [UInt8]) {
+        bytes.withUnsafeBytes { raw in
+            _ = fuse_reply_buf(self.raw, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
+        }
+    }
+
+    /// The corresponding libfuse call is `fuse_reply_xattr` (size probe).
+    func reply(xattrSize: Int) { fuse_reply_xattr(raw, xattrSize) }
+
+    /// The corresponding libfuse call is `fuse_reply_statfs`.
+    func reply(statistics: FileSystemStatistics) {
+        var buffer = statvfs()
+        buffer.f_bsize = UInt(statistics.blockSize)
+        buffer.f_frsize = UInt(statistics.blockSize)
+        buffer.f_blocks = UInt(statistics.blocks)
+        buffer.f_bfree = UInt(statistics.freeBlocks)
+        buffer.f_bavail = UInt(statistics.availableBlocks)
+        buffer.f_files = UInt(statistics.files)
+        buffer.f_ffree = UInt(statistics.freeFiles)
+        buffer.f_favail = UInt(statistics.freeFiles)
+        buffer.f_namemax = UInt(statistics.maximumNameLength)
+        fuse_reply_statfs(raw, &buffer)
+    }
+
+    /// Packs directory entries into at most `size` bytes (`fuse_add_direntry` or
+    /// `fuse_add_direntry_plus`), lets `beforeSending` count the lookups of the inodes
+    /// handed out with `plus` (before the kernel can forget them), then replies.
+    func reply(entries: [DirectoryEntry], size: Int, plus: Bool, beforeSending: ([InodeNumber]) -> Void) {
+        var buffer = [CChar](repeating: 0, count: size)
+        var used = 0
+        var remembered: [InodeNumber] = []
+        buffer.withUnsafeMutableBufferPointer { storage in
+            guard let base = storage.baseAddress else { return }
+            for entry in entries {
+                let needed: Int
+                if plus, let attributes = entry.entry {
+                    var parameters = fuse_entry_param()
+                    parameters.ino = attributes.attributes.inode
+                    parameters.generation = attributes.generation
+                    parameters.attr = attributes.attributes.stat
+                    parameters.attr_timeout = attributes.attributeTimeout
+                    parameters.entry_timeout = attributes.entryTimeout
+                    needed = fuse_add_direntry_plus(raw, base + used, size - used, entry.name, &parameters, off_t(entry.offset))
+                } else {
+                    var stat = Glibc.stat()
+                    stat.st_ino = UInt(entry.inode)
+                    stat.st_mode = entry.kind == .directory ? S_IFDIR : S_IFREG
+                    needed = fuse_add_direntry(raw, base + used, size - used, entry.name, &stat, off_t(entry.offset))
+                }
+                if needed > size - used { break }
+                used += needed
+                if plus, entry.entry != nil, entry.name != ".", entry.name != ".." { remembered.append(entry.inode) }
+            }
+        }
+        if !remembered.isEmpty { beforeSending(remembered) }
+        fuse_reply_buf(raw, buffer, used)
+    }
+}
+
+extension FileAttributes {
+    /// The one place a `struct stat` is built (`st_ino` is `UInt`, `fuse_ino_t` `UInt64`).
+    var stat: Glibc.stat {
+        var value = Glibc.stat()
+        value.st_ino = UInt(inode)
+        value.st_mode = (kind == .directory ? S_IFDIR : S_IFREG) | (permissions & 0o7777)
+        value.st_nlink = UInt(linkCount)
+        value.st_uid = uid
+        value.st_gid = gid
+        value.st_size = Int(size)
+        value.st_blksize = 4096
+        value.st_blocks = Int((size + 511) / 512)
+        value.st_mtim = Self.timespec(modified)
+        value.st_ctim = Self.timespec(changed)
+        value.st_atim = Self.timespec(accessed)
+        return value
+    }
+
+    static func timespec(_ seconds: Double) -> Glibc.timespec {
+        let whole = seconds.rounded(.down)
+        return Glibc.timespec(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1_000_000_000))
+    }
+}
