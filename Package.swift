@@ -16,6 +16,7 @@ let package = Package(
     name: "adrivefs",
     platforms: [.macOS(.v15)],
     products: [
+        .executable(name: "adrivefs", targets: ["adrivefs"]),
         .executable(name: "adrivefs-emulator", targets: ["adrivefs-emulator"]),
     ],
     dependencies: [
@@ -48,6 +49,14 @@ let package = Package(
             ],
             swiftSettings: strict),
         .target(
+            name: "DriveFS",
+            dependencies: ["FUSE", "AliyunDrive", "HTTPTransport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "MountCommand",
+            dependencies: ["DriveFS", "FUSE", "AliyunDrive", "HTTPTransport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
             name: "DriveEmulator",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -59,6 +68,10 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: - Executables
+        .executableTarget(
+            name: "adrivefs",
+            dependencies: ["MountCommand", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
         .executableTarget(
             name: "adrivefs-emulator",
             dependencies: [

@@ -76,13 +76,20 @@ struct Request: @unchecked Sendable {
             guard let base = storage.baseAddress else { return }
             for entry in entries {
                 let needed: Int
-                if plus, let attributes = entry.entry {
+                if plus {
+                    // Every entry of a readdirplus reply uses the plus format; entries
+                    // without attributes ("." and "..") carry ino 0, so no lookup counts.
                     var parameters = fuse_entry_param()
-                    parameters.ino = attributes.attributes.inode
-                    parameters.generation = attributes.generation
-                    parameters.attr = attributes.attributes.stat
-                    parameters.attr_timeout = attributes.attributeTimeout
-                    parameters.entry_timeout = attributes.entryTimeout
+                    if let attributes = entry.entry {
+                        parameters.ino = attributes.attributes.inode
+                        parameters.generation = attributes.generation
+                        parameters.attr = attributes.attributes.stat
+                        parameters.attr_timeout = attributes.attributeTimeout
+                        parameters.entry_timeout = attributes.entryTimeout
+                    } else {
+                        parameters.attr.st_ino = UInt(entry.inode)
+                        parameters.attr.st_mode = entry.kind == .directory ? S_IFDIR : S_IFREG
+                    }
                     needed = fuse_add_direntry_plus(raw, base + used, size - used, entry.name, &parameters, off_t(entry.offset))
                 } else {
                     var stat = Glibc.stat()

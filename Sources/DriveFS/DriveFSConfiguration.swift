@@ -1,0 +1,36 @@
+/// Tunables of the filesystem (the `-o` options that reach this layer).
+public struct DriveFSConfiguration: Sendable {
+    /// The folder mounted as the root (`root_id`); "root" is the drive's root.
+    public var rootID: String
+    public var uid: UInt32
+    public var gid: UInt32
+    public var umask: UInt32
+    /// Seconds a folder listing is trusted (`dir_cache_ttl`).
+    public var directoryCacheTTL: Double
+    /// Bytes of file content kept in memory (`cache_size`).
+    public var cacheSize: Int
+    /// Bytes fetched ahead of a sequential reader at most (`read_ahead`).
+    public var readAhead: Int
+    /// Size of one cached chunk / one ranged GET for sequential reads.
+    public var chunkSize: Int
+    /// Smallest ranged GET for random reads.
+    public var randomReadSize: Int
+    public var readOnly: Bool
+
+    public init(
+        rootID: String = "root", uid: UInt32, gid: UInt32, umask: UInt32 = 0o022, directoryCacheTTL: Double = 60,
+        cacheSize: Int = 64 << 20, readAhead: Int = 32 << 20, chunkSize: Int = 4 << 20, randomReadSize: Int = 64 << 10,
+        readOnly: Bool = false
+    ) {
+        self.rootID = rootID
+        self.uid = uid
+        self.gid = gid
+        self.umask = umask
+        self.directoryCacheTTL = directoryCacheTTL
+        self.cacheSize = cacheSize
+        self.readAhead = readAhead
+        self.chunkSize = chunkSize
+        self.randomReadSize = randomReadSize
+        self.readOnly = readOnly
+    }
+}

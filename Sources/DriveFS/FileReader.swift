@@ -1,0 +1,117 @@
+import AliyunDrive
+import Synchronization
+
+/// Reads of one open file. Sequential readers get an asynchronous read-ahead window of
+/// parallel chunk downloads that grows while the pattern holds; a seek cancels stale
+/// prefetch; random readers fetch just the range they asked for, never megabytes per
+/// small read.
+final class FileReader: Sendable {
+    private struct State {
+        var nextExpected: Int64 = 0
+        var window = 0
+        var prefetches: [Int64: Task<Void, Never>] = [:]
+    }
+
+    let item: DriveItem
+    private let service: any DriveService
+    private let cache: ChunkCache
+    private let configuration: DriveFSConfiguration
+    private let state = Mutex(State())
+
+    init(item: DriveItem, service: any DriveService, cache: ChunkCache, configuration: DriveFSConfiguration) {
+        self.item = item
+        self.service = service
+        self.cache = cache
+        self.configuration = configuration
+    }
+
+    func read(offset: Int64, size: Int) async throws -> [UInt8] {
+        let fileSize = item.size
+        guard offset < fileSize, size > 0 else { return [] }
+        let end = min(offset + Int64(size), fileSize)
+        let chunkSize = Int64(configuration.chunkSize)
+        let first = offset / chunkSize
+        let last = (end - 1) / chunkSize
+        let sequential = classify(offset: offset, end: end, firstChunk: first)
+        if !sequential {
+            return try await service.read(fileID: item.fileID, offset: offset, length: Int(end - offset))
+                .prefixArray(Int(end - offset))
+        }
+        schedulePrefetch(after: last)
+        var result: [UInt8] = []
+        result.reserveCapacity(Int(end - offset))
+        for index in first...last {
+            let bytes = try await chunk(index)
+            let chunkStart = index * chunkSize
+            let from = Int(max(offset, chunkStart) - chunkStart)
+            let to = Int(min(end, chunkStart + Int64(bytes.count)) - chunkStart)
+            guard from < to else { break }
+            result.append(contentsOf: bytes[from..<to])
+        }
+        return result
+    }
+
+    /// Decides whether this read continues a sequential pattern, and grows or resets the
+    /// read-ahead window accordingly.
+    private func classify(offset: Int64, end: Int64, firstChunk: Int64) -> Bool {
+        let chunkSize = Int64(configuration.chunkSize)
+        let maxWindow = max(1, configuration.readAhead / configuration.chunkSize)
+        let key = ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: firstChunk)
+        let nearby = cache.isPresentOrLoading(key)
+        return state.withLock { state in
+            let expected = state.nextExpected
+            let continues = offset == 0 || nearby || (offset >= expected - chunkSize && offset <= expected + 2 * chunkSize)
+            if continues {
+                state.window = min(maxWindow, max(2, state.window * 2))
+            } else {
+                state.window = 0
+                for task in state.prefetches.values { task.cancel() }
+                state.prefetches.removeAll()
+            }
+            state.nextExpected = max(expected, end)
+            if !continues { state.nextExpected = end }
+            return continues
+        }
+    }
+
+    private func schedulePrefetch(after lastChunk: Int64) {
+        let chunkSize = Int64(configuration.chunkSize)
+        let lastIndex = (item.size - 1) / chunkSize
+        let window = state.withLock { $0.window }
+        guard window > 0, lastChunk < lastIndex else { return }
+        for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) {
+            let key = ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)
+            if let task = cache.prefetch(key, load: loader(index)) {
+                state.withLock { state in
+                    state.prefetches = state.prefetches.filter { $0.key > lastChunk }
+                    state.prefetches[index] = task
+                }
+            }
+        }
+    }
+
+    private func chunk(_ index: Int64) async throws -> [UInt8] {
+        let key = ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)
+        return try await cache.chunk(key, load: loader(index))
+    }
+
+    private func loader(_ index: Int64) -> @Sendable () async throws -> [UInt8] {
+        let service = self.service
+        let fileID = item.fileID
+        let chunkSize = Int64(configuration.chunkSize)
+        let length = Int(min(chunkSize, item.size - index * chunkSize))
+        return { try await service.read(fileID: fileID, offset: index * chunkSize, length: length) }
+    }
+
+    /// Stops any prefetch still running (on release).
+    func close() {
+        state.withLock { state in
+            for task in state.prefetches.values { task.cancel() }
+            state.prefetches.removeAll()
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    func prefixArray(_ count: Int) -> [UInt8] { self.count <= count ? self : Array(self[0..<count]) }
+}

@@ -1,0 +1,75 @@
+import AliyunDrive
+import FUSE
+import Synchronization
+
+/// inode ⇄ file_id. An inode lives while the kernel holds lookups on it (`forget` frees
+/// it); the root never goes away. The same file_id always maps to the same inode while it
+/// lives; a new inode for a file_id gets a new generation.
+final class InodeTable: Sendable {
+    struct Record: Sendable {
+        var inode: InodeNumber
+        var item: DriveItem
+        var lookups: UInt64
+        var generation: UInt64
+    }
+
+    private struct State {
+        var records: [InodeNumber: Record] = [:]
+        var byFileID: [String: InodeNumber] = [:]
+        var nextInode: InodeNumber = 2
+        var generation: UInt64 = 1
+    }
+
+    static let rootInode: InodeNumber = 1
+    private let state = Mutex(State())
+
+    init(root: DriveItem) {
+        state.withLock {
+            $0.records[Self.rootInode] = Record(inode: Self.rootInode, item: root, lookups: 1, generation: 0)
+            $0.byFileID[root.fileID] = Self.rootInode
+        }
+    }
+
+    func record(_ inode: InodeNumber) -> Record? { state.withLock { $0.records[inode] } }
+
+    /// The inode of `item` (created if needed) with its metadata refreshed; adds `lookups`.
+    func inode(for item: DriveItem, addingLookups lookups: UInt64) -> Record {
+        state.withLock { state in
+            if let existing = state.byFileID[item.fileID], var record = state.records[existing] {
+                if existing != Self.rootInode { record.item = item }
+                record.lookups += lookups
+                state.records[existing] = record
+                return record
+            }
+            let inode = state.nextInode
+            state.nextInode += 1
+            state.generation += 1
+            let record = Record(inode: inode, item: item, lookups: lookups, generation: state.generation)
+            state.records[inode] = record
+            state.byFileID[item.fileID] = inode
+            return record
+        }
+    }
+
+    func addLookups(_ inodes: [InodeNumber]) {
+        state.withLock { state in
+            for inode in inodes { state.records[inode]?.lookups += 1 }
+        }
+    }
+
+    /// Drops `count` lookups; an inode with none left is freed (never the root).
+    func forget(_ inode: InodeNumber, count: UInt64) {
+        state.withLock { state in
+            guard inode != Self.rootInode, var record = state.records[inode] else { return }
+            record.lookups = record.lookups > count ? record.lookups - count : 0
+            if record.lookups == 0 {
+                state.records[inode] = nil
+                if state.byFileID[record.item.fileID] == inode { state.byFileID[record.item.fileID] = nil }
+            } else {
+                state.records[inode] = record
+            }
+        }
+    }
+
+    var count: Int { state.withLock { $0.records.count } }
+}

@@ -1,0 +1,103 @@
+/// What the command line asks for. The mount form accepts the shapes mount(8) and
+/// mount.fuse3 produce: `adrivefs SOURCE MOUNTPOINT [-o OPTS]… [-f] [-d]`, options in any
+/// position.
+public enum Invocation: Equatable, Sendable {
+    case mount(MountRequest)
+    case authImport(tokenFile: String?)
+    case help
+    case version
+}
+
+public struct MountRequest: Equatable, Sendable {
+    public var source: String
+    public var mountpoint: String
+    public var options: MountOptions
+    public var foreground: Bool
+    public var debug: Bool
+}
+
+public struct UsageError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+public enum ArgumentParser {
+    public static func parse(_ arguments: [String]) throws(UsageError) -> Invocation {
+        if arguments.first == "auth" {
+            return try parseAuth(Array(arguments.dropFirst()))
+        }
+        var positional: [String] = []
+        var optionLists: [String] = []
+        var foreground = false
+        var debug = false
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            switch argument {
+            case "-h", "--help": return .help
+            case "-V", "--version": return .version
+            case "-f", "--foreground": foreground = true
+            case "-d", "--debug":
+                debug = true
+                foreground = true
+            case "-o":
+                index += 1
+                guard index < arguments.count else { throw UsageError("-o needs a list of options") }
+                optionLists.append(arguments[index])
+            default:
+                if argument.hasPrefix("-o"), argument.count > 2 {
+                    optionLists.append(String(argument.dropFirst(2)))
+                } else if argument.hasPrefix("-") {
+                    throw UsageError("unknown flag '\(argument)'")
+                } else {
+                    positional.append(argument)
+                }
+            }
+            index += 1
+        }
+        guard positional.count == 2 else {
+            throw UsageError(positional.count < 2 ? "expected SOURCE and MOUNTPOINT" : "unexpected argument '\(positional[2])'")
+        }
+        let source = positional[0]
+        guard source == "adrive" || source.hasPrefix("adrive:") else {
+            throw UsageError("unknown source '\(source)': use 'adrive' for your own drive")
+        }
+        let options: MountOptions
+        do {
+            options = try MountOptions.parse(optionLists)
+        } catch {
+            throw UsageError(error.description)
+        }
+        return .mount(MountRequest(source: source, mountpoint: positional[1], options: options, foreground: foreground, debug: debug))
+    }
+
+    static func parseAuth(_ arguments: [String]) throws(UsageError) -> Invocation {
+        guard arguments.first == "import" else { throw UsageError("usage: adrivefs auth import [--token-file PATH]") }
+        var tokenFile: String?
+        var index = 1
+        while index < arguments.count {
+            if arguments[index] == "--token-file", index + 1 < arguments.count {
+                tokenFile = arguments[index + 1]
+                index += 2
+            } else {
+                throw UsageError("usage: adrivefs auth import [--token-file PATH]")
+            }
+        }
+        return .authImport(tokenFile: tokenFile)
+    }
+
+    public static let usage = """
+        usage: adrivefs SOURCE MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d]
+               adrivefs auth import [--token-file PATH]   (reads a refresh token on stdin)
+
+        SOURCE is 'adrive' (your own drive). The refresh token comes from the
+        ADRIVEFS_REFRESH_TOKEN environment variable or the token file, never from argv.
+
+          -f, --foreground   stay in the foreground
+          -d, --debug        log debug information (implies -f)
+          -h, --help         show this help
+          -V, --version      show the version
+
+        options (-o):
+        """
+}

@@ -1,0 +1,146 @@
+import AliyunDrive
+import DriveFS
+import Foundation
+import FUSE
+import Glibc
+import HTTPTransport
+import Logging
+
+/// Carries out a mount: token, login, checks, FUSE session, readiness, serve.
+public enum Mounter {
+    /// The per-user state directory (`$XDG_CONFIG_HOME/adrivefs` or `~/.config/adrivefs`).
+    public static var stateDirectory: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let config = environment["XDG_CONFIG_HOME"], !config.isEmpty { return config + "/adrivefs" }
+        return (environment["HOME"] ?? NSHomeDirectory()) + "/.config/adrivefs"
+    }
+
+    public static var defaultTokenFile: String { stateDirectory + "/refresh_token" }
+
+    /// Mounts and serves until unmounted. `ready` is called once the mount is live
+    /// (nil error) or has failed (the error, one line).
+    public static func run(_ request: MountRequest, ready: (String?) -> Void) -> Int32 {
+        let logger = Logger(label: "adrivefs")
+        let session: FUSESession
+        let http: CurlHTTPClient
+        do {
+            (session, http) = try prepare(request)
+        } catch {
+            ready("\(error)")
+            return 1
+        }
+        ready(nil)
+        logger.info("mounted \(request.source) on \(request.mountpoint)")
+        let status = session.run()
+        http.shutdown()
+        logger.info("unmounted \(request.mountpoint)")
+        return status == 0 ? 0 : 1
+    }
+
+    static func prepare(_ request: MountRequest) throws -> (FUSESession, CurlHTTPClient) {
+        let options = request.options
+        let mountpoint = try checkMountpoint(request.mountpoint)
+        let tokenFile = options.tokenFile ?? defaultTokenFile
+        let environmentToken = ProcessInfo.processInfo.environment["ADRIVEFS_REFRESH_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        guard let token = environmentToken ?? SecretFile.read(tokenFile) else {
+            throw UsageError("no refresh token: set ADRIVEFS_REFRESH_TOKEN or run 'adrivefs auth import' (looked in \(tokenFile))")
+        }
+        let http = try CurlHTTPClient(configuration: .init(caFile: options.caFile))
+        let client = AliyunDriveClient(
+            configuration: .init(
+                endpoint: options.endpoint, tokenFile: tokenFile, stateDirectory: stateDirectory,
+                drive: DriveKind(rawValue: options.drive) ?? .default),
+            http: http, refreshToken: token)
+        let configuration = DriveFSConfiguration(
+            rootID: options.rootID, uid: options.uid ?? getuid(), gid: options.gid ?? getgid(), umask: options.umask,
+            directoryCacheTTL: options.directoryCacheTTL, cacheSize: options.cacheSize, readAhead: options.readAhead,
+            readOnly: options.readOnly)
+        let fileSystem = DriveFileSystem(service: client, configuration: configuration)
+        let started: Result<Void, any Error> = blocking {
+            try await client.start()
+            try await fileSystem.validateRoot()
+        }
+        if case .failure(let error) = started {
+            http.shutdown()
+            throw UsageError(describe(error, endpoint: options.endpoint, rootID: options.rootID))
+        }
+        let fuseOptions = ["fsname=\(request.source)", "subtype=adrivefs"] + options.fuseOptions
+        do {
+            let session = try FUSESession(fileSystem: fileSystem, options: fuseOptions, debug: request.debug)
+            try session.mount(at: mountpoint)
+            return (session, http)
+        } catch {
+            http.shutdown()
+            throw UsageError("cannot mount on \(mountpoint): \(error)")
+        }
+    }
+
+    static func describe(_ error: any Error, endpoint: String, rootID: String) -> String {
+        switch error {
+        case let error as DriveError where error.kind == .authentication:
+            return "authentication failed: \(error.message)"
+        case let error as DriveError where error.kind == .unreachable:
+            return "cannot reach \(endpoint): \(error.message)"
+        case let error as DriveFSError where error.errno == ENOTDIR:
+            return "root_id \(rootID) is not a folder"
+        case let error as DriveError where error.isNotFound:
+            return rootID == "root" ? "\(error)" : "root_id \(rootID) does not exist"
+        default:
+            return "\(error)"
+        }
+    }
+
+    /// The mount point must be an existing directory that is not already a mount.
+    static func checkMountpoint(_ path: String) throws -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw UsageError("mount point \(path) does not exist")
+        }
+        guard isDirectory.boolValue else { throw UsageError("mount point \(path) is not a directory") }
+        let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        if let mountinfo = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) {
+            for line in mountinfo.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                if fields.count > 4, unescapeMountinfo(String(fields[4])) == resolved {
+                    throw UsageError("mount point \(path) is already in use (something is mounted there)")
+                }
+            }
+        }
+        return resolved
+    }
+
+    /// mountinfo escapes space, tab, newline and backslash as octal.
+    static func unescapeMountinfo(_ field: String) -> String {
+        field.replacingOccurrences(of: "\\040", with: " ").replacingOccurrences(of: "\\011", with: "\t")
+            .replacingOccurrences(of: "\\012", with: "\n").replacingOccurrences(of: "\\134", with: "\\")
+    }
+
+    /// Runs async setup from synchronous startup code (before the FUSE loop owns the thread).
+    static func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
+        let box = ResultBox<T>()
+        let semaphore = DispatchSemaphore(value: 0)
+        Task {
+            do { box.result = .success(try await work()) } catch { box.result = .failure(error) }
+            semaphore.signal()
+        }
+        semaphore.wait()
+        return box.result ?? .failure(UsageError("startup did not complete"))
+    }
+
+    /// `adrivefs auth import`: reads a token on stdin and stores it with mode 0600.
+    public static func importToken(tokenFile: String?) throws {
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
+            throw UsageError("expected one refresh token on standard input")
+        }
+        let path = tokenFile ?? defaultTokenFile
+        try SecretFile.write(Array((token + "\n").utf8), to: path)
+        FileHandle.standardError.write(Data("adrivefs: refresh token stored in \(path)\n".utf8))
+    }
+}
+
+/// Written by one task, read after the semaphore: no concurrent access.
+private final class ResultBox<T>: @unchecked Sendable {
+    var result: Result<T, any Error>?
+}
