@@ -107,6 +107,16 @@ let package = Package(
             dependencies: ["AliyunDrive"],
             swiftSettings: strict),
         .testTarget(
+            name: "MountCommandTests",
+            dependencies: ["MountCommand"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "MountTests",
+            dependencies: [
+                "DriveEmulator", "EmulatorTestSupport", "HTTPTransport", .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
+        .testTarget(
             name: "CFuseTests",
             dependencies: ["CFuse"],
             swiftSettings: strict),

@@ -92,6 +92,8 @@ extension DriveEmulator {
                         "used_size": state.usedSize(userID: account.userID), "total_size": account.totalSize,
                         "shares": state.persistent.shares.values.map { ["share_id": $0.shareID, "share_pwd": $0.password] },
                     ])
+                case ("POST", "/__emulator/populate"):
+                    return .json(200, try state.populate(body))
                 case ("POST", "/__emulator/tokens"):
                     return .json(200, ["refresh_token": state.newLogin(web: body.bool("web") ?? false)])
                 case ("GET", "/__emulator/faults"):
@@ -126,6 +128,23 @@ extension EmulatorState {
             userID: account.userID, chain: Formats.randomHex(8), web: web, expiresAt: now + lifetimes.refreshTokenSeconds * 1000)
         dirty = true
         return token
+    }
+
+    /// `POST /__emulator/populate {"folder": NAME, "count": N}`: a root folder of N small
+    /// files (`file-00000.txt` …, content `file N\n`) for listing tests and benchmarks.
+    func populate(_ body: JSONObject) throws -> JSONObject {
+        guard let account = persistent.accounts.values.first else { throw APIError.notFound("account") }
+        let name = body.string("folder") ?? "many"
+        let count = Int(body.int("count") ?? 1000)
+        guard (1...100_000).contains(count) else { throw APIError.invalid("count", "count must be 1...100000") }
+        let folder = makeNode(.folder, name: name, driveID: account.backupDriveID, parentID: "root")
+        for index in 0..<count {
+            let key = try storeBytes(Array("file \(index)\n".utf8))
+            let digits = String(index)
+            makeNode(.file, name: "file-" + String(repeating: "0", count: max(0, 5 - digits.count)) + digits + ".txt",
+                     driveID: account.backupDriveID, parentID: folder.id, size: key.size, key: key)
+        }
+        return ["file_id": folder.id, "count": count]
     }
 
     /// `POST /__emulator/faults`: rules plus one-shot state changes.

@@ -63,7 +63,7 @@ extension EmulatorState {
         let many = folder("many", in: bench)
         for index in 0..<10_000 {
             let name = "file-" + String(repeating: "0", count: 5 - String(index).count) + String(index) + ".txt"
-            try file(name, Array("bench file \(index)\n".utf8), in: many)
+            try file(name, Array("file \(index)\n".utf8), in: many)
         }
         try storeGenerated(name: "1GiB.bin", size: 1 << 30, seed: 2, driveID: drive, parentID: bench)
     }

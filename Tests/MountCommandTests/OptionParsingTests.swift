@@ -1,0 +1,57 @@
+import Foundation
+import MountCommand
+import Testing
+
+@Suite struct OptionParsingTests {
+    @Test func mountHelperShapesParse() throws {
+        let invocation = try ArgumentParser.parse(["adrive", "/mnt/a", "-o", "rw,_netdev,noauto,x-systemd.automount,uid=1000,dir_cache_ttl=5", "-o", "cache_size=16M,ro"])
+        guard case .mount(let request) = invocation else {
+            Issue.record("expected a mount")
+            return
+        }
+        #expect(request.source == "adrive")
+        #expect(request.mountpoint == "/mnt/a")
+        #expect(request.options.uid == 1000)
+        #expect(request.options.directoryCacheTTL == 5)
+        #expect(request.options.cacheSize == 16 << 20)
+        #expect(request.options.readOnly)
+        #expect(request.options.fuseOptions == ["ro"])
+        #expect(!request.foreground)
+        let glued = try ArgumentParser.parse(["-oallow_other", "adrive", "/m", "-d"])
+        guard case .mount(let second) = glued else { return }
+        #expect(second.options.fuseOptions == ["allow_other"])
+        #expect(second.foreground && second.debug)
+    }
+
+    @Test(arguments: [
+        (["adrive"], "expected SOURCE and MOUNTPOINT"),
+        (["share:x", "/m"], "unknown source"),
+        (["adrive", "/m", "-o", "bogus"], "unknown mount option 'bogus'"),
+        (["adrive", "/m", "-o", "umask=999"], "umask"),
+        (["adrive", "/m", "-o", "drive=nope"], "default, resource or backup"),
+        (["adrive", "/m", "-o", "uid"], "needs a value"),
+        (["adrive", "/m", "-x"], "unknown flag '-x'"),
+        (["adrive", "/m", "-o", "endpoint=ftp://x"], "http(s) URL"),
+    ])
+    func badArgumentsNameTheProblem(arguments: [String], message: String) {
+        #expect {
+            _ = try ArgumentParser.parse(arguments)
+        } throws: { error in
+            "\(error)".contains(message)
+        }
+    }
+
+    @Test func everyOptionIsDocumentedInTheManPage() throws {
+        let page = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../man/adrivefs.1").standardized
+        let text = try String(contentsOf: page, encoding: .utf8)
+        for spec in MountOptionSpec.all {
+            #expect(text.contains(spec.name.replacingOccurrences(of: "_", with: "_")), "man page lacks \(spec.name)")
+        }
+    }
+
+    @Test func sizesAcceptUnits() throws {
+        guard case .mount(let request) = try ArgumentParser.parse(["adrive", "/m", "-o", "read_ahead=1G,cache_size=512K"]) else { return }
+        #expect(request.options.readAhead == 1 << 30)
+        #expect(request.options.cacheSize == 512 << 10)
+    }
+}

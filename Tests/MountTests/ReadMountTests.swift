@@ -1,0 +1,180 @@
+import Crypto
+import DriveEmulator
+import EmulatorTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// The built binary, really mounted, read with ordinary tools.
+@Suite(.serialized, .enabled(if: FUSEAvailability.canMount, "\(FUSEAvailability.problem ?? "")"))
+struct ReadMountTests {
+    static func sha1(_ bytes: [UInt8]) -> String { Insecure.SHA1.hash(data: bytes).map { String(format: "%02x", $0) }.joined() }
+
+    @Test func ordinaryToolsSeeTheDrive() async throws {
+        try await withMount { m in
+            let listing = try m.shell("ls", "-1", m.mountpoint)
+            #expect(listing.split(separator: "\n").map(String.init) == ["Documents", "Music", "Pictures", "Projects", "README.txt", "Videos"])
+            let found = try m.shell("find", m.mountpoint, "-type", "f").split(separator: "\n").count
+            #expect(found == 11)
+            #expect(try m.shell("cat", m.path("README.txt")) == String(decoding: try await m.remoteBytes("/README.txt"), as: UTF8.self))
+            #expect(try m.shell("stat", "-c", "%s %F", m.path("Videos/sample.mp4")) == "67108864 regular file\n")
+            #expect(try m.shell("stat", "-c", "%F", m.path("Projects/adrivefs/docs/a/b/c")) == "directory\n")
+            let video = try await m.remoteBytes("/Videos/sample.mp4")
+            let sum = try m.shell("sha1sum", m.path("Videos/sample.mp4"))
+            #expect(sum.hasPrefix(Self.sha1(video)))
+            // dd skip= reads from the middle.
+            let dd = try m.shell("sh", "-c", "dd if='\(m.path("Videos/sample.mp4"))' bs=4096 skip=5000 count=3 status=none | sha1sum")
+            #expect(dd.hasPrefix(Self.sha1(Array(video[(5000 * 4096)..<(5003 * 4096)]))))
+            // Duplicate names are both visible, deterministically.
+            let documents = try m.shell("ls", "-1", m.path("Documents")).split(separator: "\n").map(String.init)
+            #expect(documents.contains("report.txt"))
+            #expect(documents.filter { $0.hasPrefix("report (") && $0.hasSuffix(").txt") }.count == 1)
+            #expect(try m.shell("cat", m.path("Documents/中文文件.txt")) == "你好，阿里云盘。\n")
+            #expect(try m.shell("cat", m.path("Documents/empty.txt")).isEmpty)
+            // Missing names are ENOENT.
+            #expect(try MountedDrive.run(["cat", m.path("nope.txt")]).0 != 0)
+            // /proc/mounts shows the source and type.
+            let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8)
+            #expect(mounts.contains("adrive \(m.mountpoint) fuse.adrivefs"))
+            // statfs reports the quota.
+            let df = try m.shell("stat", "-f", "-c", "%b %S", m.mountpoint).split(separator: " ").compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            #expect(df.count == 2 && df[0] * df[1] == 1 << 40)
+            // Extended attributes expose the file id and the content hash.
+            let hash = try m.shell("getfattr", "--only-values", "-n", "user.adrive.sha1", m.path("Videos/sample.mp4"))
+            #expect(hash == Self.sha1(video).uppercased())
+            let names = try m.shell("getfattr", "-d", "-m", "user.", m.path("Videos/sample.mp4"))
+            #expect(names.contains("user.adrive.file_id="))
+        }
+    }
+
+    @Test func largeFolderListsWithFiftyCallsThenFromCache() async throws {
+        try await withMount(seed: .none, setup: { m in
+            _ = try await m.drive.hook("populate", ["folder": "many", "count": 10_000])
+        }) { m in
+            _ = try await m.drive.hook("stats/reset")
+            let cold = try m.shell("ls", "-l", m.path("many")).split(separator: "\n").count
+            #expect(cold == 10_001)  // "total" line + 10,000 entries
+            #expect(try await m.drive.requestCount("/adrive/v3/file/list") == 50)
+            _ = try await m.drive.hook("stats/reset")
+            let warm = try m.shell("ls", "-l", m.path("many")).split(separator: "\n").count
+            #expect(warm == 10_001)
+            #expect(try await m.drive.requestCount("/adrive/v3/file/list") == 0)
+            #expect(try m.shell("cat", m.path("many/file-09999.txt")) == "file 9999\n")
+        }
+    }
+
+    @Test func rotatedRefreshTokenIsPersistedAndReused() async throws {
+        let mounted = try await MountedDrive(seed: .none)
+        do {
+            let before = SecretFile(path: mounted.tokenFile)
+            try await mounted.mount()
+            let after = SecretFile(path: mounted.tokenFile)
+            #expect(after != before)
+            #expect(after.count == 32)
+            let mode = try FileManager.default.attributesOfItem(atPath: mounted.tokenFile)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            await mounted.unmount()
+            // The old token is dead; the mount restarts from the one on disk.
+            let (status, _) = try await mounted.drive.post("/v2/account/token", ["refresh_token": before], auth: false)
+            #expect(status == 400)
+            try await mounted.mount()
+            #expect(try mounted.shell("ls", mounted.mountpoint).isEmpty)
+            #expect(SecretFile(path: mounted.tokenFile) != after)
+        } catch {
+            await mounted.finish()
+            throw error
+        }
+        await mounted.finish()
+    }
+
+    @Test func readsSurviveThrottlingExpiringURLsAndDroppedConnections() async throws {
+        try await withMount(options: ["cache_size=8M"]) { m in
+            let video = try await m.remoteBytes("/Videos/sample.mp4")
+            _ = try await m.drive.hook("faults", [
+                "seed": 3, "download_url_ttl": 2,
+                "rules": [
+                    ["path": "/v2/file/get_download_url", "status": 429, "probability": 0.3, "retry_after_ms": 50],
+                    ["path": "/adrive/v3/file/list", "status": 429, "probability": 0.3, "retry_after_ms": 50],
+                    ["path": "/oss/d/*", "kind": "drop_after", "bytes": 300_000, "count": 3],
+                ],
+            ])
+            let sum = try m.shell("sha1sum", m.path("Videos/sample.mp4"))
+            #expect(sum.hasPrefix(Self.sha1(video)))
+            let stats = try await m.drive.stats()
+            #expect(((stats["requests"] as? [String: Any])?["/v2/file/get_download_url"] as? Int ?? 0) >= 2)
+        }
+    }
+
+    @Test func revokedAccessTokenIsRefreshedTransparently() async throws {
+        try await withMount(allow: ["access token rejected"]) { m in
+            #expect(try m.shell("cat", m.path("Documents/notes.md")).hasPrefix("# Notes"))
+            _ = try await m.drive.hook("faults", ["revoke_access_tokens": true, "expire_device_sessions": true])
+            #expect(try m.shell("ls", m.path("Pictures")) == "cat.png\nsunset.jpg\n")
+            #expect(try m.shell("cat", m.path("Projects/adrivefs/src/main.swift")).contains("hello"))
+        }
+    }
+
+    @Test func unreachableServerFailsReadsInBoundedTimeAndRecovers() async throws {
+        try await withMount(options: ["dir_cache_ttl=0"], allow: ["read of", "unreachable", "failed"]) { m in
+            #expect(try m.shell("cat", m.path("README.txt")).hasPrefix("Welcome"))
+            _ = try await m.drive.hook("faults", ["rules": [
+                ["path": "/oss/d/*", "status": 503, "count": 1000],
+                ["path": "/v2/file/get_download_url", "status": 503, "count": 1000],
+            ]])
+            let started = ContinuousClock.now
+            let (status, _, error) = try MountedDrive.run(["dd", "if=\(m.path("Pictures/sunset.jpg"))", "of=/dev/null", "bs=64k"])
+            #expect(status != 0)
+            #expect(error.contains("Input/output error"))
+            #expect(ContinuousClock.now - started < .seconds(30))
+            _ = try await m.drive.http.execute(.init(method: "DELETE", url: m.drive.base + "/__emulator/faults"))
+            #expect(try m.shell("sha1sum", m.path("Pictures/sunset.jpg")).hasPrefix(Self.sha1(try await m.remoteBytes("/Pictures/sunset.jpg"))))
+        }
+    }
+}
+
+/// The command's failures: one clear line, non-zero exit, nothing left mounted.
+@Suite(.serialized, .enabled(if: FUSEAvailability.canMount, "\(FUSEAvailability.problem ?? "")"))
+struct MountFailureTests {
+    func attempt(_ m: MountedDrive, arguments: [String], environment: [String: String] = [:]) throws -> (Int32, String) {
+        var env = ProcessInfo.processInfo.environment
+        env["XDG_CONFIG_HOME"] = m.stateDirectory
+        for (key, value) in environment { env[key] = value }
+        let (status, _, error) = try MountedDrive.run([MountedDrive.binary] + arguments, environment: env)
+        return (status, error)
+    }
+
+    @Test func badInputFailsFastWithOneClearLine() async throws {
+        let m = try await MountedDrive(seed: .none)
+        defer { Task { await m.finish() } }
+        let base = "endpoint=\(m.endpoint),token_file=\(m.tokenFile)"
+
+        let (badToken, badTokenMessage) = try attempt(m, arguments: ["adrive", m.mountpoint, "-o", base], environment: ["ADRIVEFS_REFRESH_TOKEN": "0123456789abcdef0123456789abcdef"])
+        #expect(badToken != 0)
+        #expect(badTokenMessage.contains("authentication failed"))
+        #expect(!badTokenMessage.contains("0123456789abcdef0123456789abcdef"))
+
+        let (missing, missingMessage) = try attempt(m, arguments: ["adrive", m.mountpoint + "/nope", "-o", base])
+        #expect(missing != 0)
+        #expect(missingMessage.contains("does not exist"))
+
+        let (unknown, unknownMessage) = try attempt(m, arguments: ["adrive", m.mountpoint, "-o", base + ",frobnicate=1"])
+        #expect(unknown == 2)
+        #expect(unknownMessage.contains("unknown mount option 'frobnicate'"))
+
+        let started = ContinuousClock.now
+        let (unreachable, unreachableMessage) = try attempt(m, arguments: ["adrive", m.mountpoint, "-o", "endpoint=http://127.0.0.1:1,token_file=\(m.tokenFile)"])
+        #expect(unreachable != 0)
+        #expect(unreachableMessage.contains("cannot reach"))
+        #expect(ContinuousClock.now - started < .seconds(20))
+
+        // Daemon mode: the parent exits 0 only once the mount is live.
+        let (ok, _) = try attempt(m, arguments: ["adrive", m.mountpoint, "-o", base + ",_netdev,nofail,x-systemd.automount,comment=x"])
+        #expect(ok == 0)
+        #expect(m.isMounted)
+        let (busy, busyMessage) = try attempt(m, arguments: ["adrive", m.mountpoint, "-o", base])
+        #expect(busy != 0)
+        #expect(busyMessage.contains("already in use"))
+        #expect(try MountedDrive.run(["fusermount3", "-u", m.mountpoint]).0 == 0)
+        #expect(!m.isMounted)
+    }
+}
