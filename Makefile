@@ -1,6 +1,6 @@
 # adrivefs — build, test, benchmark, install and demo.
 #
-#   make demo     install what is missing, build, run the emulator with the demo drive
+#   make demo     install what is missing, build, mount the emulator's demo drive on ./mnt
 #   make test     install what is missing, build, run every test (warnings are errors)
 #   make bench    release build, print throughput figures and ratios
 #   make install  install binaries and man pages under $(PREFIX)
@@ -10,10 +10,10 @@ BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man/man1
 SWIFT       ?= swift
 DEMO_PORT   ?= 8787
-DEMO_DATA   ?= .build/demo-data
+DEMO_MNT    ?= ./mnt
 APT_PACKAGES = fuse3 libfuse3-dev libcurl4-openssl-dev libsecp256k1-dev libqrencode-dev curl groff-base openssl attr
 
-.PHONY: all build deps test lint-man bench install uninstall demo clean
+.PHONY: all build deps test lint-man bench install uninstall demo demo-stop clean
 
 all: build
 
@@ -46,27 +46,31 @@ lint-man:
 	done
 
 bench: deps
+	$(SWIFT) build -c release --product adrivefs
 	$(SWIFT) build -c release --product adrivefs-emulator
 	$(SWIFT) build -c release --product adrivefs-bench
 	.build/release/adrivefs-bench
 
 install: deps
+	$(SWIFT) build -c release --product adrivefs
 	$(SWIFT) build -c release --product adrivefs-emulator
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)
+	install -m 0755 .build/release/adrivefs $(DESTDIR)$(BINDIR)/adrivefs
 	install -m 0755 .build/release/adrivefs-emulator $(DESTDIR)$(BINDIR)/adrivefs-emulator
 	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/adrivefs-emulator $(DESTDIR)$(MANDIR)/adrivefs-emulator.1
+	rm -f $(DESTDIR)$(BINDIR)/adrivefs $(DESTDIR)$(BINDIR)/adrivefs-emulator
+	rm -f $(DESTDIR)$(MANDIR)/adrivefs.1 $(DESTDIR)$(MANDIR)/adrivefs-emulator.1
 
-# The no-account demo: the emulator with the demo drive on http://127.0.0.1:$(DEMO_PORT).
+# The no-account demo: the emulator with the demo drive, mounted on $(DEMO_MNT).
 demo: build
-	@mkdir -p $(DEMO_DATA)
-	@echo "Starting the emulator with the demo drive (state kept in $(DEMO_DATA)); Ctrl-C stops it."
-	@echo "Try, in another terminal:"
-	@echo "  curl -s http://127.0.0.1:$(DEMO_PORT)/__emulator/account"
-	@echo "  curl -s http://127.0.0.1:$(DEMO_PORT)/__emulator/stats"
-	$(SWIFT) run adrivefs-emulator --port $(DEMO_PORT) --seed demo --data-dir $(DEMO_DATA)
+	DEMO_PORT=$(DEMO_PORT) scripts/demo.sh $(DEMO_MNT)
+
+demo-stop:
+	-fusermount3 -u -z $(DEMO_MNT)
+	-kill $$(cat .build/demo-emulator.pid) 2>/dev/null
+	rm -f .build/demo-emulator.pid
 
 clean:
 	rm -rf .build

@@ -19,7 +19,7 @@ public struct DriveFSConfiguration: Sendable {
 
     public init(
         rootID: String = "root", uid: UInt32, gid: UInt32, umask: UInt32 = 0o022, directoryCacheTTL: Double = 60,
-        cacheSize: Int = 64 << 20, readAhead: Int = 32 << 20, chunkSize: Int = 4 << 20, randomReadSize: Int = 64 << 10,
+        cacheSize: Int = 48 << 20, readAhead: Int = 24 << 20, chunkSize: Int = 4 << 20, randomReadSize: Int = 64 << 10,
         readOnly: Bool = false
     ) {
         self.rootID = rootID

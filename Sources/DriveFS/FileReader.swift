@@ -32,8 +32,10 @@ final class FileReader: Sendable {
         let chunkSize = Int64(configuration.chunkSize)
         let first = offset / chunkSize
         let last = (end - 1) / chunkSize
-        let sequential = classify(offset: offset, end: end, firstChunk: first)
+        let sequential = classify(offset: offset, end: end)
         if !sequential {
+            // Random access: serve from chunks already in memory, else fetch just this range.
+            if let cached = cachedRange(offset: offset, end: end, first: first, last: last) { return cached }
             return try await service.read(fileID: item.fileID, offset: offset, length: Int(end - offset))
                 .prefixArray(Int(end - offset))
         }
@@ -51,16 +53,15 @@ final class FileReader: Sendable {
         return result
     }
 
-    /// Decides whether this read continues a sequential pattern, and grows or resets the
-    /// read-ahead window accordingly.
-    private func classify(offset: Int64, end: Int64, firstChunk: Int64) -> Bool {
+    /// Decides whether this read continues a sequential pattern (it starts the file, or
+    /// lands near where the previous reads ended — the kernel's read-ahead may reorder
+    /// them slightly), and grows or resets the read-ahead window accordingly.
+    private func classify(offset: Int64, end: Int64) -> Bool {
         let chunkSize = Int64(configuration.chunkSize)
         let maxWindow = max(1, configuration.readAhead / configuration.chunkSize)
-        let key = ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: firstChunk)
-        let nearby = cache.isPresentOrLoading(key)
         return state.withLock { state in
             let expected = state.nextExpected
-            let continues = offset == 0 || nearby || (offset >= expected - chunkSize && offset <= expected + 2 * chunkSize)
+            let continues = offset == 0 || (state.window > 0 || expected > 0) && offset >= expected - chunkSize && offset <= expected + 2 * chunkSize
             if continues {
                 state.window = min(maxWindow, max(2, state.window * 2))
             } else {
@@ -72,6 +73,22 @@ final class FileReader: Sendable {
             if !continues { state.nextExpected = end }
             return continues
         }
+    }
+
+    private func cachedRange(offset: Int64, end: Int64, first: Int64, last: Int64) -> [UInt8]? {
+        let chunkSize = Int64(configuration.chunkSize)
+        var result: [UInt8] = []
+        for index in first...last {
+            guard let bytes = cache.cached(ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)) else {
+                return nil
+            }
+            let chunkStart = index * chunkSize
+            let from = Int(max(offset, chunkStart) - chunkStart)
+            let to = Int(min(end, chunkStart + Int64(bytes.count)) - chunkStart)
+            guard from < to else { return nil }
+            result.append(contentsOf: bytes[from..<to])
+        }
+        return result
     }
 
     private func schedulePrefetch(after lastChunk: Int64) {

@@ -28,8 +28,8 @@ public struct MountOptionSpec: Sendable {
         .init(name: "gid", kind: .value("GID"), help: "group of every file (default: the mounting user's group)"),
         .init(name: "umask", kind: .value("OCTAL"), help: "permission bits to clear (default: 022)"),
         .init(name: "dir_cache_ttl", kind: .value("SECONDS"), help: "how long folder listings are trusted (default: 60)"),
-        .init(name: "cache_size", kind: .value("SIZE"), help: "memory for cached file content, e.g. 64M (default: 64M)"),
-        .init(name: "read_ahead", kind: .value("SIZE"), help: "read-ahead window of sequential readers (default: 32M)"),
+        .init(name: "cache_size", kind: .value("SIZE"), help: "memory for cached file content, e.g. 64M (default: 48M)"),
+        .init(name: "read_ahead", kind: .value("SIZE"), help: "read-ahead window of sequential readers (default: 24M)"),
         .init(name: "ro", kind: .flagAndFuse, help: "mount read-only"),
         .init(name: "allow_other", kind: .fuse, help: "let other users access the mount"),
         .init(name: "default_permissions", kind: .fuse, help: "let the kernel check permissions against the mode bits"),
@@ -70,8 +70,8 @@ public struct MountOptions: Sendable, Equatable {
     public var gid: UInt32?
     public var umask: UInt32 = 0o022
     public var directoryCacheTTL: Double = 60
-    public var cacheSize = 64 << 20
-    public var readAhead = 32 << 20
+    public var cacheSize = 48 << 20
+    public var readAhead = 24 << 20
     public var readOnly = false
     /// Handed to libfuse.
     public var fuseOptions: [String] = []

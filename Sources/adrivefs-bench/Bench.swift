@@ -51,6 +51,37 @@ struct Bench {
         table.append(("emulator → CurlHTTPClient.stream, 1 GiB (best of \(runs))", String(format: "%.2f GB/s", ownBest / 1e9),
                       String(format: "ratio to curl %.2f", curlBest > 0 ? ownBest / curlBest : 0)))
 
+        // 3. Through the mount.
+        let login = try await api.hook("tokens", [:])
+        guard let mountToken = login["refresh_token"] as? String else { throw BenchError("no token for the mount") }
+        let mount = try MountProcess(binary: binDirectory.appendingPathComponent("adrivefs").path, endpoint: emulator.base, refreshToken: mountToken)
+        defer { mount.stop() }
+        let big = mount.mountpoint + "/bench/1GiB.bin"
+        _ = try await api.hook("stats/reset", [:])
+        let sequential = try FileBench.sequentialRead(big)
+        guard sequential.bytes == size else { throw BenchError("read \(sequential.bytes) bytes through the mount, expected \(size)") }
+        table.append(("mount → sequential read of 1 GiB (1 MiB reads)", String(format: "%.2f GB/s", sequential.rate / 1e9),
+                      String(format: "ratio to curl %.2f  (target ≥ 0.85)", curlBest > 0 ? sequential.rate / curlBest : 0)))
+        let peak = mount.peakRSS
+        table.append(("daemon peak RSS during the 1 GiB read (default options)", String(format: "%d MiB", peak >> 20),
+                      "target ≤ 128 MiB"))
+
+        _ = try await api.hook("stats/reset", [:])
+        let randomCount = 200
+        let latencies = try FileBench.randomReads(mount.mountpoint + "/Videos/sample.mp4", size: 64 << 20, count: randomCount).sorted()
+        let fetched = (try await api.stats()["bytes_downloaded"] as? Int) ?? 0
+        table.append(("mount → random 4 KiB reads (\(randomCount), 64 MiB file)", String(format: "%.2f ms", latencies[latencies.count / 2] * 1000),
+                      String(format: "median; p90 %.2f ms; %.1f KiB fetched per read", latencies[latencies.count * 9 / 10] * 1000, Double(fetched) / Double(randomCount) / 1024)))
+
+        _ = try await api.hook("stats/reset", [:])
+        let cold = try FileBench.timeCommand(["ls", "-l", mount.mountpoint + "/bench/many"])
+        let coldCalls = try await api.listCalls()
+        _ = try await api.hook("stats/reset", [:])
+        let warm = try FileBench.timeCommand(["ls", "-l", mount.mountpoint + "/bench/many"])
+        let warmCalls = try await api.listCalls()
+        table.append(("mount → cold ls -l of 10,000 entries", String(format: "%.2f s", cold), "\(coldCalls) list calls (200 per page)"))
+        table.append(("mount → warm ls -l of 10,000 entries", String(format: "%.2f s", warm), "\(warmCalls) list calls (target 0)"))
+
         print("")
         let width = table.map(\.0.count).max() ?? 0
         for (name, value, note) in table {

@@ -62,6 +62,22 @@ struct APISession {
         return session
     }
 
+    /// `POST /__emulator/<path>`.
+    func hook(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
+        let data = try JSONSerialization.data(withJSONObject: body)
+        let response = try await client.execute(HTTPRequest(method: "POST", url: base + "/__emulator/" + path, body: .bytes(Array(data))))
+        return (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]) ?? [:]
+    }
+
+    func stats() async throws -> [String: Any] {
+        let response = try await client.execute(HTTPRequest(url: base + "/__emulator/stats"))
+        return (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]) ?? [:]
+    }
+
+    func listCalls() async throws -> Int {
+        ((try await stats())["requests"] as? [String: Any])?["/adrive/v3/file/list"] as? Int ?? 0
+    }
+
     func post(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
         var headers: HTTPHeaders = ["Content-Type": "application/json"]
         if !accessToken.isEmpty {

@@ -189,6 +189,10 @@ final class CurlTransfer: @unchecked Sendable {
             let name = String(text[..<colon])
             let value = text[text.index(after: colon)...].trimmingCharacters(in: " \t")
             responseHeaders.add(name: name, value: value)
+            // Size the collection buffer once instead of growing it chunk by chunk.
+            if case .collect(let limit) = mode, name.lowercased() == "content-length", let length = Int(value), length <= limit {
+                collected.reserveCapacity(length)
+            }
         }
     }
 

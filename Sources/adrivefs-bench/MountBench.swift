@@ -1,0 +1,113 @@
+import Foundation
+import Glibc
+
+/// The release `adrivefs` mounted (in the foreground, as a child) on the bench emulator.
+final class MountProcess {
+    let process = Process()
+    let mountpoint: String
+    let directory: String
+
+    init(binary: String, endpoint: String, refreshToken: String) throws {
+        directory = NSTemporaryDirectory() + "adrivefs-bench-\(getpid())"
+        mountpoint = directory + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: directory + "/state/adrivefs", withIntermediateDirectories: true)
+        let tokenFile = directory + "/state/adrivefs/refresh_token"
+        try Data((refreshToken + "\n").utf8).write(to: URL(fileURLWithPath: tokenFile))
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["adrive", mountpoint, "-f", "-o", "endpoint=\(endpoint),token_file=\(tokenFile)"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_CONFIG_HOME"] = directory + "/state"
+        process.environment = environment
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        for _ in 0..<200 {
+            let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+            if mountinfo.contains(" \(mountpoint) ") { return }
+            guard process.isRunning else { throw BenchError("adrivefs exited before mounting") }
+            usleep(50_000)
+        }
+        throw BenchError("the mount did not appear")
+    }
+
+    /// Peak resident set of the daemon (VmHWM), in bytes.
+    var peakRSS: Int {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+        }
+        return 0
+    }
+
+    func stop() {
+        let unmount = Process()
+        unmount.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        unmount.arguments = ["fusermount3", "-u", "-z", mountpoint]
+        try? unmount.run()
+        unmount.waitUntilExit()
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+enum FileBench {
+    /// Bytes per second of reading a whole file with 1 MiB reads.
+    static func sequentialRead(_ path: String) throws -> (rate: Double, bytes: Int) {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw BenchError("cannot open \(path)") }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var total = 0
+        let start = ContinuousClock.now
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { throw BenchError("read failed: errno \(errno)") }
+            if n == 0 { break }
+            total += n
+        }
+        return (Double(total) / seconds(ContinuousClock.now - start), total)
+    }
+
+    /// Latencies of `count` 4 KiB reads at random offsets (seeded), with the page cache
+    /// dropped by reading through O_DIRECT-free fresh opens of distinct offsets.
+    static func randomReads(_ path: String, size: Int, count: Int) throws -> [Double] {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw BenchError("cannot open \(path)") }
+        defer { close(fd) }
+        var generator = SplitMix(seed: 99)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var latencies: [Double] = []
+        for _ in 0..<count {
+            let offset = Int(generator.next() % UInt64(size / 4096)) * 4096
+            let start = ContinuousClock.now
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4096, off_t(offset)) }
+            if n != 4096 { throw BenchError("random read returned \(n)") }
+            latencies.append(seconds(ContinuousClock.now - start))
+        }
+        return latencies
+    }
+
+    static func timeCommand(_ arguments: [String]) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        let start = ContinuousClock.now
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw BenchError("\(arguments.joined(separator: " ")) failed") }
+        return seconds(ContinuousClock.now - start)
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
