@@ -107,6 +107,10 @@ let package = Package(
             dependencies: ["AliyunDrive"],
             swiftSettings: strict),
         .testTarget(
+            name: "DriveFSTests",
+            dependencies: ["DriveFS", "AliyunDrive", "FUSE"],
+            swiftSettings: strict),
+        .testTarget(
             name: "MountCommandTests",
             dependencies: ["MountCommand"],
             swiftSettings: strict),

@@ -41,6 +41,11 @@ public struct DriveItem: Sendable, Equatable {
 public struct SpaceInfo: Sendable, Equatable {
     public var used: Int64
     public var total: Int64
+
+    public init(used: Int64, total: Int64) {
+        self.used = used
+        self.total = total
+    }
 }
 
 /// A signed download URL and when it stops working.

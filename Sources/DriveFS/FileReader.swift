@@ -8,6 +8,7 @@ import Synchronization
 final class FileReader: Sendable {
     private struct State {
         var nextExpected: Int64 = 0
+        var streak = 0
         var window = 0
         var prefetches: [Int64: Task<Void, Never>] = [:]
     }
@@ -53,24 +54,26 @@ final class FileReader: Sendable {
         return result
     }
 
-    /// Decides whether this read continues a sequential pattern (it starts the file, or
-    /// lands near where the previous reads ended — the kernel's read-ahead may reorder
-    /// them slightly), and grows or resets the read-ahead window accordingly.
+    /// Decides whether this read continues a sequential pattern: it starts the file, or it
+    /// is the second read in a row landing within 1 MiB of where the previous reads ended
+    /// (the kernel's read-ahead may reorder them slightly). Grows or resets the read-ahead
+    /// window accordingly; a random read cancels stale prefetch.
     private func classify(offset: Int64, end: Int64) -> Bool {
-        let chunkSize = Int64(configuration.chunkSize)
+        let slack: Int64 = 1 << 20
         let maxWindow = max(1, configuration.readAhead / configuration.chunkSize)
         return state.withLock { state in
-            let expected = state.nextExpected
-            let continues = offset == 0 || (state.window > 0 || expected > 0) && offset >= expected - chunkSize && offset <= expected + 2 * chunkSize
+            let near = offset >= state.nextExpected - slack && offset <= state.nextExpected + slack
+            state.streak = offset == 0 ? 2 : near ? state.streak + 1 : 0
+            let continues = state.streak >= 2
             if continues {
                 state.window = min(maxWindow, max(2, state.window * 2))
+                state.nextExpected = max(state.nextExpected, end)
             } else {
                 state.window = 0
                 for task in state.prefetches.values { task.cancel() }
                 state.prefetches.removeAll()
+                state.nextExpected = end
             }
-            state.nextExpected = max(expected, end)
-            if !continues { state.nextExpected = end }
             return continues
         }
     }

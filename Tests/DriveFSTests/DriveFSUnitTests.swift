@@ -1,0 +1,107 @@
+import AliyunDrive
+@testable import DriveFS
+import FUSE
+import Synchronization
+import Testing
+
+/// A scripted drive: one folder of files held in memory; counts bytes served.
+final class FakeDrive: DriveService {
+    let items: [DriveItem]
+    let contents: [String: [UInt8]]
+    let bytesServed = Atomic<Int>(0)
+    let listCalls = Atomic<Int>(0)
+
+    init(files: [(name: String, id: String, bytes: [UInt8], created: Double)]) {
+        items = files.map {
+            DriveItem(fileID: $0.id, parentID: "root", name: $0.name, isFolder: false, size: Int64($0.bytes.count), contentHash: "H" + $0.id, createdAt: $0.created, updatedAt: $0.created)
+        }
+        contents = Dictionary(uniqueKeysWithValues: files.map { ($0.id, $0.bytes) })
+    }
+
+    func list(folderID: String) async throws -> [DriveItem] {
+        listCalls.add(1, ordering: .relaxed)
+        return folderID == "root" ? items : []
+    }
+    func item(fileID: String) async throws -> DriveItem {
+        guard let item = items.first(where: { $0.fileID == fileID }) else { throw DriveError(.service, "missing", status: 404, code: "NotFound.File") }
+        return item
+    }
+    func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8] {
+        let bytes = contents[fileID] ?? []
+        let start = min(Int(offset), bytes.count)
+        let slice = Array(bytes[start..<min(bytes.count, start + length)])
+        bytesServed.add(slice.count, ordering: .relaxed)
+        return slice
+    }
+    func space() async throws -> SpaceInfo { SpaceInfo(used: 10, total: 1 << 30) }
+}
+
+@Suite struct DriveFSUnitTests {
+    static let big = (0..<(20 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
+
+    func makeFS(_ drive: FakeDrive) -> DriveFileSystem {
+        DriveFileSystem(service: drive, configuration: DriveFSConfiguration(uid: 1, gid: 1, cacheSize: 16 << 20, readAhead: 8 << 20, chunkSize: 1 << 20))
+    }
+
+    @Test func sequentialReadsPrefetchAndReturnExactBytes() async throws {
+        let drive = FakeDrive(files: [("big.bin", "f1", Self.big, 1)])
+        let fs = makeFS(drive)
+        let entry = try await fs.lookup(parent: 1, name: "big.bin")
+        let handle = try await fs.open(inode: entry.attributes.inode, flags: 0).handle
+        var offset: Int64 = 0
+        var collected: [UInt8] = []
+        while offset < Int64(Self.big.count) {
+            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: offset, size: 128 << 10)
+            collected += bytes
+            offset += Int64(bytes.count)
+            if offset == 4 << 20 {
+                // By now the read-ahead window runs ahead of the reader.
+                try await Task.sleep(for: .milliseconds(50))
+                #expect(drive.bytesServed.load(ordering: .relaxed) > Int(offset))
+            }
+        }
+        #expect(collected == Self.big)
+        try await fs.release(inode: entry.attributes.inode, handle: handle)
+    }
+
+    @Test func randomReadsFetchOnlyWhatTheyAskFor() async throws {
+        let drive = FakeDrive(files: [("big.bin", "f1", Self.big, 1)])
+        let fs = makeFS(drive)
+        let entry = try await fs.lookup(parent: 1, name: "big.bin")
+        let handle = try await fs.open(inode: entry.attributes.inode, flags: 0).handle
+        let pages = Int64(Self.big.count / 4096)
+        for step in 1...50 {
+            // Scattered offsets, never two in a row near each other.
+            let offset = (Int64(step) * 7919 % pages) * 4096
+            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: offset, size: 4096)
+            #expect(bytes == Array(Self.big[Int(offset)..<Int(offset) + 4096]))
+        }
+        #expect(drive.bytesServed.load(ordering: .relaxed) <= 50 * 4096 * 3)
+    }
+
+    @Test func duplicateNamesGetDistinctStableNames() async throws {
+        let drive = FakeDrive(files: [("a.txt", "bbbbbbbb22", [2], 20), ("a.txt", "aaaaaaaa11", [1], 10), ("b", "cccccccc33", [3], 5)])
+        let fs = makeFS(drive)
+        let handle = try await fs.opendir(inode: 1)
+        let names = try await fs.readdir(inode: 1, handle: handle, offset: 0, plus: false).map(\.name)
+        #expect(names == [".", "..", "a (bbbbbbbb).txt", "a.txt", "b"])
+        let oldest = try await fs.lookup(parent: 1, name: "a.txt")
+        #expect(try await fs.getxattr(inode: oldest.attributes.inode, name: "user.adrive.file_id") == Array("aaaaaaaa11".utf8))
+        // Offsets are stable: reading from an offset continues after that entry.
+        let rest = try await fs.readdir(inode: 1, handle: handle, offset: 3, plus: false).map(\.name)
+        #expect(rest == ["a.txt", "b"])
+    }
+
+    @Test func forgetFreesInodesAndListingsAreCached() async throws {
+        let drive = FakeDrive(files: [("x", "x1", [1, 2, 3], 1)])
+        let fs = makeFS(drive)
+        let first = try await fs.lookup(parent: 1, name: "x")
+        let again = try await fs.lookup(parent: 1, name: "x")
+        #expect(first.attributes.inode == again.attributes.inode)
+        #expect(drive.listCalls.load(ordering: .relaxed) == 1)
+        fs.forget(inode: first.attributes.inode, count: 2)
+        await #expect(throws: DriveFSError.self) { try await fs.getattr(inode: first.attributes.inode) }
+        await #expect(throws: DriveFSError.self) { try await fs.lookup(parent: 1, name: "missing") }
+        await #expect(throws: DriveFSError.self) { try await fs.open(inode: 1, flags: 0) }
+    }
+}
