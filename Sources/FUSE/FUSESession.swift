@@ -1,6 +1,8 @@
 internal import CFuse
+import Dispatch
 import Glibc
 import Logging
+import Synchronization
 
 /// A FUSE session: creates the libfuse session over a `FileSystem`, mounts it, runs the
 /// multi-threaded request loop, and unmounts.
@@ -14,7 +16,7 @@ public final class FUSESession: @unchecked Sendable {
 
     private let session: OpaquePointer
     private let context: Unmanaged<SessionContext>
-    private var mounted = false
+    private let mounted = Mutex(false)
     private let logger = Logger(label: "adrivefs.fuse")
 
     /// - Parameters:
@@ -57,16 +59,29 @@ public final class FUSESession: @unchecked Sendable {
         guard fuse_session_mount(session, mountpoint) == 0 else {
             throw Error(description: "cannot mount on \(mountpoint)")
         }
-        mounted = true
+        mounted.withLock { $0 = true }
     }
 
-    /// Serves requests until the filesystem is unmounted or the session is told to exit
-    /// (SIGINT, SIGTERM and SIGHUP do that), then unmounts. Returns libfuse's status.
+    /// Serves requests until the filesystem is unmounted or the session is told to exit,
+    /// then unmounts. SIGINT, SIGTERM and SIGHUP end the session: they are taken by a
+    /// dispatch source (whichever thread the kernel picks), which unmounts, so the
+    /// worker threads blocked on /dev/fuse wake up and the loop returns. Returns libfuse's
+    /// status (0 for a clean end).
     @discardableResult
     public func run(threads: UInt32 = 16) -> Int32 {
-        fuse_set_signal_handlers(session)
+        let sources = [SIGINT, SIGTERM, SIGHUP].map { number -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                logger.info("signal \(number): unmounting")
+                exit()
+                unmount()
+            }
+            source.resume()
+            return source
+        }
         let status = cfuse_session_loop_mt(session, 0, threads)
-        fuse_remove_signal_handlers(session)
+        sources.forEach { $0.cancel() }
         unmount()
         return status
     }
@@ -74,11 +89,13 @@ public final class FUSESession: @unchecked Sendable {
     /// Asks the loop to stop (`fuse_session_exit`).
     public func exit() { fuse_session_exit(session) }
 
+    /// Unmounts once (`fuse_session_unmount`); later calls do nothing.
     public func unmount() {
-        if mounted {
-            fuse_session_unmount(session)
-            mounted = false
+        let wasMounted = mounted.withLock { value in
+            defer { value = false }
+            return value
         }
+        if wasMounted { fuse_session_unmount(session) }
     }
 
     deinit {

@@ -1,0 +1,97 @@
+import DriveEmulator
+import EmulatorTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// Options, mount(8) shapes, signals and the auth subcommand, through real mounts.
+@Suite(.serialized, .enabled(if: FUSEAvailability.canMount, "\(FUSEAvailability.problem ?? "")"))
+struct MountOptionTests {
+    @Test func rootIDResourceDriveOwnershipAndReadOnly() async throws {
+        let m = try await MountedDrive(seed: .demo)
+        do {
+            let (_, documents) = try await m.drive.post("/v2/file/get_by_path", ["drive_id": m.drive.driveID, "file_path": "/Documents"])
+            let folder = try #require(documents["file_id"] as? String)
+            try await m.mount(options: ["root_id=\(folder)", "uid=1234", "gid=4321", "umask=027", "ro"])
+            #expect(try m.shell("ls", m.mountpoint).contains("notes.md"))
+            #expect(try m.shell("stat", "-c", "%u %g %a", m.path("notes.md")) == "1234 4321 440\n")
+            let (status, _, error) = try MountedDrive.run(["sh", "-c", "echo x >> '\(m.path("notes.md"))'"])
+            #expect(status != 0)
+            #expect(error.contains("Read-only file system"))
+            await m.unmount()
+            try await m.mount(options: ["drive=resource"])
+            #expect(try m.shell("cat", m.path("welcome.txt")) == "A file in the resource drive.\n")
+            await m.unmount()
+            // A root_id that does not exist fails the mount with a clear line.
+            var environment = ProcessInfo.processInfo.environment
+            environment["XDG_CONFIG_HOME"] = m.stateDirectory
+            let (bad, _, message) = try MountedDrive.run(
+                [MountedDrive.binary, "adrive", m.mountpoint, "-f", "-o", "endpoint=\(m.endpoint),token_file=\(m.tokenFile),root_id=\(String(repeating: "0", count: 40))"],
+                environment: environment)
+            #expect(bad != 0)
+            #expect(message.contains("root_id"))
+        } catch {
+            await m.finish()
+            throw error
+        }
+        await m.finish()
+    }
+
+    @Test func webTokenDownloadsCarryTheReferer() async throws {
+        let setup: (MountedDrive) async throws -> Void = { m in
+            let login = try await m.drive.hook("tokens", ["web": true])
+            let web = try #require(login["refresh_token"] as? String)
+            try Data((web + "\n").utf8).write(to: URL(fileURLWithPath: m.tokenFile))
+        }
+        try await withMount(setup: setup) { m in
+            let notes = try m.shell("cat", m.path("Documents/notes.md"))
+            #expect(notes.hasPrefix("# Notes"))
+        }
+    }
+
+    @Test func mountHelperAndSignals() async throws {
+        let m = try await MountedDrive(seed: .none)
+        do {
+            // `mount -t fuse.adrivefs` runs mount.fuse3, which runs `adrivefs adrive MNT -o …`
+            // from PATH (mount(8) itself resets PATH, so the helper is called directly here).
+            var environment = ProcessInfo.processInfo.environment
+            environment["PATH"] = URL(fileURLWithPath: MountedDrive.binary).deletingLastPathComponent().path + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
+            environment["XDG_CONFIG_HOME"] = m.stateDirectory
+            let (status, _, error) = try MountedDrive.run(
+                ["mount.fuse3", "adrive", m.mountpoint, "-t", "fuse.adrivefs", "-o", "endpoint=\(m.endpoint),token_file=\(m.tokenFile),_netdev,noatime,rw,nosuid,nodev"],
+                environment: environment)
+            #expect(status == 0, "\(error)")
+            #expect(m.isMounted)
+            let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8)
+            #expect(mounts.contains("adrive \(m.mountpoint) fuse.adrivefs"))
+            #expect(try MountedDrive.run(["umount", m.mountpoint]).0 == 0)
+            #expect(!m.isMounted)
+
+            // SIGTERM to a foreground daemon unmounts cleanly.
+            try await m.mount()
+            let pid = try #require(Int32(try m.shell("sh", "-c", "pgrep -f 'adrivefs adrive \(m.mountpoint) -f' | head -1").trimmingCharacters(in: .whitespacesAndNewlines)))
+            kill(pid, SIGTERM)
+            for _ in 0..<100 where m.isMounted { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(!m.isMounted)
+        } catch {
+            await m.finish()
+            throw error
+        }
+        await m.finish()
+    }
+
+    @Test func authImportStoresTheTokenPrivately() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("adrivefs-auth-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("nested/token").path
+        let (status, out, error) = try MountedDrive.run(["sh", "-c", "echo 0123456789abcdef0123456789abcdef | '\(MountedDrive.binary)' auth import --token-file '\(file)'"])
+        #expect(status == 0)
+        #expect(!out.contains("0123456789abcdef") && !error.contains("0123456789abcdef"))
+        #expect(SecretFile(path: file) == "0123456789abcdef0123456789abcdef")
+        let mode = try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let (empty, _, emptyError) = try MountedDrive.run(["sh", "-c", "printf '' | '\(MountedDrive.binary)' auth import --token-file '\(file)'"])
+        #expect(empty != 0)
+        #expect(emptyError.contains("expected one refresh token"))
+    }
+}
