@@ -204,7 +204,7 @@ final class CurlTransfer: @unchecked Sendable {
                 failure = HTTPTransportError(code: .bodyTooLarge, message: "response body exceeds \(limit) bytes")
                 return false
             }
-            collected.append(contentsOf: chunk)
+            collected.append(contentsOf: chunk.bindMemory(to: UInt8.self))  // contiguous: one memcpy
         case .stream(let sink):
             if (200..<300).contains(status) {
                 do { try sink(chunk) } catch {
@@ -212,7 +212,7 @@ final class CurlTransfer: @unchecked Sendable {
                     return false
                 }
             } else if collected.count < 64 << 10 {
-                collected.append(contentsOf: chunk.prefix((64 << 10) - collected.count))
+                collected.append(contentsOf: chunk.bindMemory(to: UInt8.self).prefix((64 << 10) - collected.count))
             }
         }
         return true
