@@ -32,16 +32,19 @@ final class DirectoryCache: Sendable {
 
     func listing(_ folderID: String) async throws -> Listing {
         let current = now()
-        let task: Task<Listing, any Error> = state.withLock { state in
-            if let cached = state.listings[folderID], current - cached.fetchedAt < ttl {
-                return Task { cached }
-            }
-            if let running = state.inFlight[folderID] { return running }
+        enum Source { case cached(Listing), running(Task<Listing, any Error>) }
+        let source: Source = state.withLock { state in
+            if let cached = state.listings[folderID], current - cached.fetchedAt < ttl { return .cached(cached) }
+            if let running = state.inFlight[folderID] { return .running(running) }
             let service = self.service
-            let started = current
-            let running = Task { Self.build(try await service.list(folderID: folderID), fetchedAt: started) }
+            let running = Task { Self.build(try await service.list(folderID: folderID), fetchedAt: current) }
             state.inFlight[folderID] = running
-            return running
+            return .running(running)
+        }
+        let task: Task<Listing, any Error>
+        switch source {
+        case .cached(let listing): return listing
+        case .running(let running): task = running
         }
         do {
             let listing = try await task.value
