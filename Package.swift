@@ -59,6 +59,7 @@ let package = Package(
         .target(
             name: "DriveEmulator",
             dependencies: [
+                "CSecp256k1",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

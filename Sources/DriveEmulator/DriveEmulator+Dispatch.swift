@@ -171,6 +171,7 @@ extension EmulatorState {
         if let enabled = body.bool("share_download_url") { lifetimes.shareDownloadURLEnabled = enabled }
         if let include = body.bool("include_url") { lifetimes.includeURLInListings = include }
         if let strict = body.bool("strict_complete") { lifetimes.strictCompleteParts = strict }
+        if let strict = body.bool("strict_signatures") { lifetimes.strictSignatures = strict }
         for key in persistent.accounts.keys {
             if let total = body.int("quota_total") { persistent.accounts[key]?.totalSize = total }
             if let limit = body.int("file_size_limit") { persistent.accounts[key]?.fileSizeLimit = limit }

@@ -15,6 +15,9 @@ struct Lifetimes: Codable {
     var shareDownloadURLEnabled = true
     var includeURLInListings = false
     var strictCompleteParts = true
+    /// Verify `x-signature` as ECDSA over SHA-256("appId:deviceId:userId:0") against the
+    /// registered public key, instead of only checking its shape.
+    var strictSignatures = false
 }
 
 /// All mutable emulator state. Not thread-safe: `DriveEmulator` keeps it inside a Mutex and

@@ -1,3 +1,4 @@
+import AliyunDrive
 import EmulatorTestSupport
 import Foundation
 import HTTPTransport
@@ -133,6 +134,31 @@ import Testing
             let appURL = try await drive.downloadURL(try #require(file["file_id"] as? String))
             #expect(!appURL.contains("referer"))
             #expect(try await drive.get(appURL).status == 200)
+        }
+    }
+}
+
+/// The optional strict mode: x-signature verified as ECDSA against the registered key.
+@Suite struct StrictSignatureContractTests {
+    @Test func realSignaturesPassAndFakeOnesFail() async throws {
+        try await withTestDrive { drive in
+            try await drive.hook("faults", ["strict_signatures": true])
+            // The test session registered a made-up key with a made-up signature.
+            let (fake, body) = try await drive.post("/v2/user/get", [:])
+            #expect(fake == 400)
+            #expect(body["code"] as? String == "DeviceSessionSignatureInvalid")
+            // A real identity (the client's libsecp256k1 code) is accepted.
+            let identity = try DeviceIdentity.generate()
+            let signature = identity.signature(userID: drive.userID)
+            #expect(signature.count == 130)
+            #expect(identity.verify(signature: signature, userID: drive.userID))
+            let headers = ["x-device-id": identity.deviceID, "x-signature": signature]
+            let (created, _) = try await drive.post("/users/v1/users/device/create_session", ["pubKey": identity.publicKeyHex], headers: headers)
+            #expect(created == 200)
+            #expect(try await drive.post("/v2/user/get", [:], headers: headers).0 == 200)
+            // A signature made for another user does not verify.
+            let wrong = identity.signature(userID: String(repeating: "0", count: 32))
+            #expect(try await drive.post("/v2/user/get", [:], headers: ["x-device-id": identity.deviceID, "x-signature": wrong]).0 == 400)
         }
     }
 }

@@ -108,7 +108,8 @@ struct ReadMountTests {
     @Test func revokedAccessTokenIsRefreshedTransparently() async throws {
         try await withMount(allow: ["access token rejected"]) { m in
             #expect(try m.shell("cat", m.path("Documents/notes.md")).hasPrefix("# Notes"))
-            _ = try await m.drive.hook("faults", ["revoke_access_tokens": true, "expire_device_sessions": true])
+            // Strict signatures from here on: the client's real ECDSA signatures must verify.
+            _ = try await m.drive.hook("faults", ["revoke_access_tokens": true, "expire_device_sessions": true, "strict_signatures": true])
             #expect(try m.shell("ls", m.path("Pictures")) == "cat.png\nsunset.jpg\n")
             #expect(try m.shell("cat", m.path("Projects/adrivefs/src/main.swift")).contains("hello"))
         }

@@ -1,3 +1,4 @@
+internal import CSecp256k1
 import Crypto
 import Foundation
 
@@ -99,6 +100,30 @@ extension EmulatorState {
         guard let session = persistent.deviceSessions[userID + "/" + deviceID], !session.expired else {
             throw APIError(400, "DeviceSessionSignatureInvalid", "device session signature error")
         }
+        if lifetimes.strictSignatures, !Self.verifySignature(signature, publicKey: session.publicKey, deviceID: deviceID, userID: userID) {
+            throw APIError(400, "DeviceSessionSignatureInvalid", "device session signature error")
+        }
+    }
+
+    /// Strict mode: recoverable ECDSA r‖s‖v over SHA-256("appId:deviceId:userId:0").
+    static func verifySignature(_ signature: String, publicKey: String, deviceID: String, userID: String) -> Bool {
+        let keyHex = publicKey.count == 128 ? "04" + publicKey : publicKey
+        guard let key = Self.bytes(hex: keyHex), key.count == 65, let signatureBytes = Self.bytes(hex: signature), signatureBytes.count == 65 else {
+            return false
+        }
+        let digest = Array(SHA256.hash(data: Array("5dde4e1bdf9e4966b387ba58f4b3fdc3:\(deviceID):\(userID):0".utf8)))
+        return csecp256k1_verify(key, digest, signatureBytes) == 1
+    }
+
+    static func bytes(hex: String) -> [UInt8]? {
+        let characters = Array(hex.utf8)
+        guard characters.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        for index in stride(from: 0, to: characters.count, by: 2) {
+            guard let byte = UInt8(String(decoding: characters[index...index + 1], as: UTF8.self), radix: 16) else { return nil }
+            out.append(byte)
+        }
+        return out
     }
 
     /// Lenient check, as the real service appears to do: 128–130 hex characters.
@@ -120,6 +145,9 @@ extension EmulatorState {
             throw APIError.invalid("pubKey", "pubKey must be a hex-encoded secp256k1 public key")
         }
         let userID = caller.account.userID
+        if lifetimes.strictSignatures, !Self.verifySignature(signature, publicKey: publicKey, deviceID: deviceID, userID: userID) {
+            throw APIError(400, "DeviceSessionSignatureInvalid", "device session signature error")
+        }
         persistent.deviceSessions[userID + "/" + deviceID] = DeviceSession(
             userID: userID, deviceID: deviceID, publicKey: publicKey, createdAt: now)
         // At most 10 devices per account: the oldest is logged out.
