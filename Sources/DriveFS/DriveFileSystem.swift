@@ -152,7 +152,7 @@ public final class DriveFileSystem: FileSystem {
         }
     }
 
-    public func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> [UInt8] {
+    public func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> ArraySlice<UInt8> {
         guard let reader = handles.withLock({ $0.files[handle] }) else { throw DriveFSError.badHandle }
         do {
             return try await reader.read(offset: offset, size: size)

@@ -26,7 +26,7 @@ final class FileReader: Sendable {
         self.configuration = configuration
     }
 
-    func read(offset: Int64, size: Int) async throws -> [UInt8] {
+    func read(offset: Int64, size: Int) async throws -> ArraySlice<UInt8> {
         let fileSize = item.size
         guard offset < fileSize, size > 0 else { return [] }
         let end = min(offset + Int64(size), fileSize)
@@ -36,11 +36,19 @@ final class FileReader: Sendable {
         let sequential = classify(offset: offset, end: end)
         if !sequential {
             // Random access: serve from chunks already in memory, else fetch just this range.
-            if let cached = cachedRange(offset: offset, end: end, first: first, last: last) { return cached }
+            if let cached = cachedRange(offset: offset, end: end, first: first, last: last) { return cached[...] }
             return try await service.read(fileID: item.fileID, offset: offset, length: Int(end - offset))
-                .prefixArray(Int(end - offset))
+                .prefixArray(Int(end - offset))[...]
         }
         schedulePrefetch(after: last)
+        if first == last {
+            // The common case: answer from the cached chunk itself, no copy.
+            let bytes = try await chunk(first)
+            let chunkStart = first * chunkSize
+            let from = Int(offset - chunkStart)
+            let to = Int(min(end, chunkStart + Int64(bytes.count)) - chunkStart)
+            return from < to ? bytes[from..<to] : []
+        }
         var result: [UInt8] = []
         result.reserveCapacity(Int(end - offset))
         for index in first...last {
@@ -51,7 +59,7 @@ final class FileReader: Sendable {
             guard from < to else { break }
             result.append(contentsOf: bytes[from..<to])
         }
-        return result
+        return result[...]
     }
 
     /// Decides whether this read continues a sequential pattern: it starts the file, or it

@@ -170,7 +170,7 @@ enum Operations {
         } else if size < value.count {
             request.reply(errno: ERANGE)
         } else {
-            request.reply(bytes: value)
+            request.reply(bytes: value[...])
         }
     }
 }

@@ -20,7 +20,9 @@ public protocol FileSystem: Sendable {
     func remember(inodes: [InodeNumber])
     func releasedir(inode: InodeNumber, handle: UInt64) async
     func open(inode: InodeNumber, flags: Int32) async throws -> OpenReply
-    func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> [UInt8]
+    /// The bytes at `offset` (fewer at the end of the file). A slice, so a filesystem can
+    /// answer from a cached buffer without copying it first.
+    func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> ArraySlice<UInt8>
     func release(inode: InodeNumber, handle: UInt64) async throws
     func statfs(inode: InodeNumber) async throws -> FileSystemStatistics
     func getxattr(inode: InodeNumber, name: String) async throws -> [UInt8]

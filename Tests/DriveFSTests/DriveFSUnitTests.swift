@@ -74,7 +74,7 @@ final class FakeDrive: DriveService {
             // Scattered offsets, never two in a row near each other.
             let offset = (Int64(step) * 7919 % pages) * 4096
             let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: offset, size: 4096)
-            #expect(bytes == Array(Self.big[Int(offset)..<Int(offset) + 4096]))
+            #expect(Array(bytes) == Array(Self.big[Int(offset)..<Int(offset) + 4096]))
         }
         #expect(drive.bytesServed.load(ordering: .relaxed) <= 50 * 4096 * 3)
     }
