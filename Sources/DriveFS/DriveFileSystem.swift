@@ -188,6 +188,8 @@ public final class DriveFileSystem: FileSystem {
             files: 1 << 32, freeFiles: 1 << 31, maximumNameLength: 1024)
     }
 
+    public var extendedAttributePrefix: String { "user.adrive." }
+
     static let fileIDAttribute = "user.adrive.file_id"
     static let hashAttribute = "user.adrive.sha1"
 

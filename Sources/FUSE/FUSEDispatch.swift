@@ -140,6 +140,10 @@ enum Operations {
             guard let req, let cName else { return }
             let fs = SessionContext.from(req).fileSystem
             let name = String(cString: cName)
+            guard name.hasPrefix(fs.extendedAttributePrefix) else {
+                fuse_reply_err(req, ENODATA)
+                return
+            }
             FUSEDispatch.run(Request(raw: req), "getxattr", { try await fs.getxattr(inode: inode, name: name) }) { request, value in
                 Operations.replyXattr(request, value, size: size)
             }

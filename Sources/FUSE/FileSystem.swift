@@ -26,6 +26,10 @@ public protocol FileSystem: Sendable {
     func release(inode: InodeNumber, handle: UInt64) async throws
     func statfs(inode: InodeNumber) async throws -> FileSystemStatistics
     func getxattr(inode: InodeNumber, name: String) async throws -> [UInt8]
+    /// The extended-attribute names the filesystem serves all start with this prefix;
+    /// the binding answers any other name with ENODATA at once (`ls -l` asks for ACL and
+    /// SELinux attributes of every entry).
+    var extendedAttributePrefix: String { get }
     func listxattr(inode: InodeNumber) async throws -> [String]
 }
 
