@@ -14,6 +14,11 @@ extension AliyunDriveClient {
         var sessionRetries = 0
         while true {
             attempt += 1
+            do {
+                try await limiter.acquire(RateLimiter.kind(of: path))
+            } catch {
+                throw DriveError(.cancelled, "\(path) cancelled")
+            }
             let access = try await tokens.access()
             var headers: HTTPHeaders = [
                 "Content-Type": "application/json", "Authorization": "Bearer \(access.token)",

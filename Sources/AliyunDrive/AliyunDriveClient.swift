@@ -40,13 +40,16 @@ public final class AliyunDriveClient: Sendable {
     let configuration: Configuration
     let http: any HTTPClient
     let tokens: TokenManager
+    let limiter: RateLimiter
     let logger = Logger(label: "adrivefs.api")
     private let links = Mutex<[String: DownloadLink]>([:])
     private let driveIDs = Mutex<(selected: String, resource: String, backup: String)>(("", "", ""))
 
-    public init(configuration: Configuration, http: any HTTPClient, refreshToken: String) {
+    public init(configuration: Configuration, http: any HTTPClient, refreshToken: String, limiter: RateLimiter? = nil) {
         self.configuration = configuration
         self.http = http
+        self.limiter = limiter ?? RateLimiter(
+            now: { Date().timeIntervalSince1970 }, sleep: { seconds in try await Task.sleep(for: .milliseconds(Int(seconds * 1000) + 1)) })
         let endpoint = configuration.endpoint
         let stall = configuration.stallTimeout
         let logger = Logger(label: "adrivefs.api")
