@@ -43,21 +43,14 @@ final class FileReader: Sendable {
         schedulePrefetch(after: last)
         if first == last {
             // The common case: answer from the cached chunk itself, no copy.
-            let bytes = try await chunk(first)
-            let chunkStart = first * chunkSize
-            let from = Int(offset - chunkStart)
-            let to = Int(min(end, chunkStart + Int64(bytes.count)) - chunkStart)
-            return from < to ? bytes[from..<to] : []
+            return piece(of: try await chunk(first), index: first, offset: offset, end: end)
         }
         var result: [UInt8] = []
         result.reserveCapacity(Int(end - offset))
         for index in first...last {
-            let bytes = try await chunk(index)
-            let chunkStart = index * chunkSize
-            let from = Int(max(offset, chunkStart) - chunkStart)
-            let to = Int(min(end, chunkStart + Int64(bytes.count)) - chunkStart)
-            guard from < to else { break }
-            result.append(contentsOf: bytes[from..<to])
+            let part = piece(of: try await chunk(index), index: index, offset: offset, end: end)
+            guard !part.isEmpty else { break }
+            result.append(contentsOf: part)
         }
         return result[...]
     }
@@ -86,18 +79,23 @@ final class FileReader: Sendable {
         }
     }
 
+    /// The part of chunk `index` that falls inside the file range `offset..<end`.
+    private func piece(of bytes: [UInt8], index: Int64, offset: Int64, end: Int64) -> ArraySlice<UInt8> {
+        let chunkStart = index * Int64(configuration.chunkSize)
+        let from = Int(max(offset, chunkStart) - chunkStart)
+        let to = Int(min(end, chunkStart + Int64(bytes.count)) - chunkStart)
+        return from < to ? bytes[from..<to] : []
+    }
+
     private func cachedRange(offset: Int64, end: Int64, first: Int64, last: Int64) -> [UInt8]? {
-        let chunkSize = Int64(configuration.chunkSize)
         var result: [UInt8] = []
         for index in first...last {
             guard let bytes = cache.cached(ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)) else {
                 return nil
             }
-            let chunkStart = index * chunkSize
-            let from = Int(max(offset, chunkStart) - chunkStart)
-            let to = Int(min(end, chunkStart + Int64(bytes.count)) - chunkStart)
-            guard from < to else { return nil }
-            result.append(contentsOf: bytes[from..<to])
+            let part = piece(of: bytes, index: index, offset: offset, end: end)
+            guard !part.isEmpty else { return nil }
+            result.append(contentsOf: part)
         }
         return result
     }
