@@ -84,7 +84,7 @@ let package = Package(
 
         .executableTarget(
             name: "adrivefs-bench",
-            dependencies: ["HTTPTransport"],
+            dependencies: ["HTTPTransport", "FUSE"],
             swiftSettings: strict),
 
         // MARK: - Tests

@@ -7,9 +7,7 @@ import Synchronization
 /// small read.
 final class FileReader: Sendable {
     private struct State {
-        var nextExpected: Int64 = 0
-        var streak = 0
-        var window = 0
+        var pattern: AccessPattern
         var prefetches: [Int64: Task<Void, Never>] = [:]
     }
 
@@ -17,13 +15,16 @@ final class FileReader: Sendable {
     private let service: any DriveService
     private let cache: ChunkCache
     private let configuration: DriveFSConfiguration
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     init(item: DriveItem, service: any DriveService, cache: ChunkCache, configuration: DriveFSConfiguration) {
         self.item = item
         self.service = service
         self.cache = cache
         self.configuration = configuration
+        // Read-ahead beyond half the cache would evict its own chunks before they are read.
+        let maxWindow = max(1, min(configuration.readAhead, configuration.cacheSize / 2) / configuration.chunkSize)
+        state = Mutex(State(pattern: AccessPattern(maxWindow: maxWindow)))
     }
 
     func read(offset: Int64, size: Int) async throws -> ArraySlice<UInt8> {
@@ -55,27 +56,16 @@ final class FileReader: Sendable {
         return result[...]
     }
 
-    /// Decides whether this read continues a sequential pattern: it starts the file, or it
-    /// is the second read in a row landing within 1 MiB of where the previous reads ended
-    /// (the kernel's read-ahead may reorder them slightly). Grows or resets the read-ahead
-    /// window accordingly; a random read cancels stale prefetch.
+    /// Feeds the read to the access pattern; a read that breaks the pattern cancels
+    /// stale prefetch.
     private func classify(offset: Int64, end: Int64) -> Bool {
-        let slack: Int64 = 1 << 20
-        let maxWindow = max(1, configuration.readAhead / configuration.chunkSize)
-        return state.withLock { state in
-            let near = offset >= state.nextExpected - slack && offset <= state.nextExpected + slack
-            state.streak = offset == 0 ? 2 : near ? state.streak + 1 : 0
-            let continues = state.streak >= 2
-            if continues {
-                state.window = min(maxWindow, max(2, state.window * 2))
-                state.nextExpected = max(state.nextExpected, end)
-            } else {
-                state.window = 0
+        state.withLock { state in
+            let sequential = state.pattern.observe(offset: offset, end: end)
+            if !sequential {
                 for task in state.prefetches.values { task.cancel() }
                 state.prefetches.removeAll()
-                state.nextExpected = end
             }
-            return continues
+            return sequential
         }
     }
 
@@ -103,7 +93,7 @@ final class FileReader: Sendable {
     private func schedulePrefetch(after lastChunk: Int64) {
         let chunkSize = Int64(configuration.chunkSize)
         let lastIndex = (item.size - 1) / chunkSize
-        let window = state.withLock { $0.window }
+        let window = state.withLock { $0.pattern.window }
         guard window > 0, lastChunk < lastIndex else { return }
         for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) {
             let key = ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)
@@ -140,4 +130,46 @@ final class FileReader: Sendable {
 
 extension Array where Element == UInt8 {
     func prefixArray(_ count: Int) -> [UInt8] { self.count <= count ? self : Array(self[0..<count]) }
+}
+
+/// Tells sequential readers from random ones, read by read, and sizes the read-ahead
+/// window (in chunks) for sequential ones.
+///
+/// The kernel sends a sequential reader's reads from several threads at once (its own
+/// read-ahead), so they arrive slightly out of order: a read continues the pattern when
+/// it starts at most 2 MiB beyond the furthest end seen so far (it overtook one or two
+/// reads) or within 128 KiB of where one of the last few reads ended (it was overtaken).
+/// A read that continues nothing starts a new run; the fourth read of a run (or any
+/// read at offset 0) makes the reader sequential, and the window then doubles per read
+/// up to `maxWindow`. Anything else is random access and closes the window, so
+/// scattered small reads practically never trigger read-ahead by chance.
+struct AccessPattern: Sendable {
+    let maxWindow: Int
+    static let aheadSlack: Int64 = 2 << 20
+    static let nearSlack: Int64 = 128 << 10
+    /// How many recent read ends a read may continue (about what the kernel has in flight).
+    static let memory = 8
+    static let runLength = 4
+    private(set) var frontier: Int64 = 0
+    private(set) var recentEnds: [Int64] = []
+    private(set) var run = 0
+    private(set) var window = 0
+
+    init(maxWindow: Int) { self.maxWindow = maxWindow }
+
+    mutating func observe(offset: Int64, end: Int64) -> Bool {
+        let continues = (offset >= frontier - Self.nearSlack && offset <= frontier + Self.aheadSlack)
+            || recentEnds.contains { abs(offset - $0) <= Self.nearSlack }
+        run = offset == 0 ? max(run + 1, Self.runLength) : continues ? run + 1 : 1
+        if recentEnds.count == Self.memory { recentEnds.removeFirst() }
+        recentEnds.append(end)
+        if run >= Self.runLength {
+            window = min(maxWindow, max(2, window * 2))
+            frontier = max(frontier, end)
+            return true
+        }
+        window = 0
+        frontier = run == 1 ? end : max(frontier, end)
+        return false
+    }
 }

@@ -54,6 +54,25 @@ public final class FUSESession: @unchecked Sendable {
         return out
     }
 
+    /// The kernel caps FUSE read-ahead at its 128 KiB default, which splits sequential
+    /// reads into 128 KiB requests. Root may raise it through the mount's backing device
+    /// (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`), as rclone documents. Blocks until the
+    /// mount answers `stat` (call it once the session runs, or from another thread);
+    /// false without the rights.
+    @discardableResult
+    public static func raiseKernelReadahead(mountpoint: String, kilobytes: Int) -> Bool {
+        var info = stat()
+        guard stat(mountpoint, &info) == 0 else { return false }
+        let device = UInt64(info.st_dev)
+        let major = (device >> 8) & 0xfff | (device >> 32) & ~0xfff
+        let minor = device & 0xff | (device >> 12) & ~0xff
+        let fd = open("/sys/class/bdi/\(major):\(minor)/read_ahead_kb", O_WRONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let text = "\(kilobytes)\n"
+        return text.withCString { write(fd, $0, strlen($0)) } > 0
+    }
+
     /// Mounts at `mountpoint` (`fuse_session_mount`).
     public func mount(at mountpoint: String) throws {
         guard fuse_session_mount(session, mountpoint) == 0 else {

@@ -31,7 +31,9 @@ public enum Mounter {
         }
         ready(nil)
         logger.info("mounted \(request.source) on \(request.mountpoint)")
-        raiseKernelReadahead(mountpoint: request.mountpoint, kilobytes: 2048)
+        // In the background: the stat inside blocks until the session below serves requests.
+        let mountpoint = request.mountpoint
+        DispatchQueue.global().async { FUSESession.raiseKernelReadahead(mountpoint: mountpoint, kilobytes: 2048) }
         let status = session.run()
         http.shutdown()
         logger.info("unmounted \(request.mountpoint)")
@@ -108,27 +110,6 @@ public enum Mounter {
             }
         }
         return resolved
-    }
-
-    /// The kernel caps FUSE read-ahead at its 128 KiB default, which splits sequential
-    /// reads into 128 KiB requests. Root may raise it through the mount's backing device
-    /// (`/sys/class/bdi/MAJOR:MINOR/read_ahead_kb`), as rclone documents; this is done in
-    /// the background once the mount answers `stat`, and silently skipped without rights.
-    static func raiseKernelReadahead(mountpoint: String, kilobytes: Int) {
-        let thread = Thread {
-            var info = stat()
-            guard stat(mountpoint, &info) == 0 else { return }
-            let device = UInt64(info.st_dev)
-            let major = (device >> 8) & 0xfff | (device >> 32) & ~0xfff
-            let minor = device & 0xff | (device >> 12) & ~0xff
-            let path = "/sys/class/bdi/\(major):\(minor)/read_ahead_kb"
-            let fd = open(path, O_WRONLY)
-            guard fd >= 0 else { return }
-            let text = "\(kilobytes)\n"
-            _ = text.withCString { write(fd, $0, strlen($0)) }
-            close(fd)
-        }
-        thread.start()
     }
 
     /// mountinfo escapes space, tab, newline and backslash as octal.

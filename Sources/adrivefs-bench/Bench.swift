@@ -51,21 +51,39 @@ struct Bench {
         table.append(("emulator → CurlHTTPClient.stream, 1 GiB (best of \(runs))", String(format: "%.2f GB/s", ownBest / 1e9),
                       String(format: "ratio to curl %.2f", curlBest > 0 ? ownBest / curlBest : 0)))
 
-        // 3. Through the mount.
+        // 3. The FUSE ceiling: our binding answering reads from memory (no network).
+        var ceilingRates: [Double] = []
+        for _ in 0..<runs { ceilingRates.append(try CeilingFS.sequentialRate(size: Int64(size))) }
+        let ceilingBest = ceilingRates.max() ?? 0
+        table.append(("FUSE ceiling: in-memory file, 1 GiB, 1 MiB reads (best of \(runs))", String(format: "%.2f GB/s", ceilingBest / 1e9),
+                      String(format: "ratio to curl %.2f", curlBest > 0 ? ceilingBest / curlBest : 0)))
+
+        // 4. Through the mount: a fresh mount per run (so the kernel's page cache is cold),
+        // the best run reported, like curl's.
+        let mountBinary = binDirectory.appendingPathComponent("adrivefs").path
+        var mountRates: [Double] = []
+        var peak = 0
+        for _ in 0..<runs {
+            let login = try await api.hook("tokens", [:])
+            guard let token = login["refresh_token"] as? String else { throw BenchError("no token for the mount") }
+            let mount = try MountProcess(binary: mountBinary, endpoint: emulator.base, refreshToken: token)
+            defer { mount.stop() }
+            let sequential = try FileBench.sequentialRead(mount.mountpoint + "/bench/1GiB.bin")
+            guard sequential.bytes == size else { throw BenchError("read \(sequential.bytes) bytes through the mount, expected \(size)") }
+            mountRates.append(sequential.rate)
+            peak = max(peak, mount.peakRSS)
+        }
+        let mountBest = mountRates.max() ?? 0
+        table.append(("mount → sequential read of 1 GiB, 1 MiB reads (best of \(runs))", String(format: "%.2f GB/s", mountBest / 1e9),
+                      String(format: "ratio to curl %.2f (target ≥ 0.85); to the FUSE ceiling %.2f", curlBest > 0 ? mountBest / curlBest : 0,
+                             ceilingBest > 0 ? mountBest / ceilingBest : 0)))
+        table.append(("daemon peak RSS during the 1 GiB reads (default options)", String(format: "%d MiB", peak >> 20), "target ≤ 128 MiB"))
+
+        // 5. Random reads and listings, on one more mount.
         let login = try await api.hook("tokens", [:])
         guard let mountToken = login["refresh_token"] as? String else { throw BenchError("no token for the mount") }
-        let mount = try MountProcess(binary: binDirectory.appendingPathComponent("adrivefs").path, endpoint: emulator.base, refreshToken: mountToken)
+        let mount = try MountProcess(binary: mountBinary, endpoint: emulator.base, refreshToken: mountToken)
         defer { mount.stop() }
-        let big = mount.mountpoint + "/bench/1GiB.bin"
-        _ = try await api.hook("stats/reset", [:])
-        let sequential = try FileBench.sequentialRead(big)
-        guard sequential.bytes == size else { throw BenchError("read \(sequential.bytes) bytes through the mount, expected \(size)") }
-        table.append(("mount → sequential read of 1 GiB (1 MiB reads)", String(format: "%.2f GB/s", sequential.rate / 1e9),
-                      String(format: "ratio to curl %.2f  (target ≥ 0.85)", curlBest > 0 ? sequential.rate / curlBest : 0)))
-        let peak = mount.peakRSS
-        table.append(("daemon peak RSS during the 1 GiB read (default options)", String(format: "%d MiB", peak >> 20),
-                      "target ≤ 128 MiB"))
-
         _ = try await api.hook("stats/reset", [:])
         let randomCount = 200
         let latencies = try FileBench.randomReads(mount.mountpoint + "/Videos/sample.mp4", size: 64 << 20, count: randomCount).sorted()

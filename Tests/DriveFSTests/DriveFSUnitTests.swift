@@ -105,3 +105,41 @@ final class FakeDrive: DriveService {
         await #expect(throws: DriveFSError.self) { try await fs.open(inode: 1, flags: 0) }
     }
 }
+
+@Suite struct AccessPatternTests {
+    static let mib: Int64 = 1 << 20
+
+    @Test func kernelReorderedReadsStaySequential() {
+        var pattern = AccessPattern(maxWindow: 6)
+        // The kernel's read-ahead sends 1 MiB reads from several threads: they arrive
+        // out of order, sometimes several behind the furthest one seen.
+        let order: [Int64] = [0, 1, 3, 2, 5, 4, 7, 6, 8, 9, 11, 10, 13, 12, 14]
+        for index in order {
+            let sequential = pattern.observe(offset: index * Self.mib, end: (index + 1) * Self.mib)
+            #expect(sequential, "read \(index)")
+        }
+        #expect(pattern.window == 6)
+    }
+
+    @Test func scatteredReadsAreRandomAndCloseTheWindow() {
+        var pattern = AccessPattern(maxWindow: 6)
+        _ = pattern.observe(offset: 0, end: Self.mib)
+        _ = pattern.observe(offset: Self.mib, end: 2 * Self.mib)
+        #expect(pattern.window > 0)
+        // A jump far ahead, then far behind: random.
+        let step1 = pattern.observe(offset: 900 * Self.mib, end: 900 * Self.mib + 4096)
+        #expect(!step1)
+        #expect(pattern.window == 0)
+        let step2 = pattern.observe(offset: 300 * Self.mib, end: 300 * Self.mib + 4096)
+        #expect(!step2)
+        // A reader that settles into a new sequential run is sequential from its fourth read.
+        let step3 = pattern.observe(offset: 500 * Self.mib, end: 501 * Self.mib)
+        #expect(!step3)
+        let step4 = pattern.observe(offset: 501 * Self.mib, end: 502 * Self.mib)
+        #expect(!step4)
+        let step5 = pattern.observe(offset: 502 * Self.mib, end: 503 * Self.mib)
+        #expect(!step5)
+        let step6 = pattern.observe(offset: 503 * Self.mib, end: 504 * Self.mib)
+        #expect(step6)
+    }
+}
