@@ -163,6 +163,10 @@ public final class DriveFileSystem: FileSystem {
         }
     }
 
+    public func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> ArraySlice<UInt8>? {
+        handles.withLock({ $0.files[handle] })?.readFromMemory(offset: offset, size: size)
+    }
+
     public func release(inode: InodeNumber, handle: UInt64) async throws {
         let reader = handles.withLock { $0.files.removeValue(forKey: handle) }
         reader?.close()

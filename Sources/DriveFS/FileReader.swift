@@ -9,6 +9,8 @@ final class FileReader: Sendable {
     private struct State {
         var pattern: AccessPattern
         var prefetches: [Int64: Task<Void, Never>] = [:]
+        /// Reads already classified by `readFromMemory` that went on to `read`, by offset.
+        var classified: [Int64: Bool] = [:]
     }
 
     let item: DriveItem
@@ -27,6 +29,22 @@ final class FileReader: Sendable {
         state = Mutex(State(pattern: AccessPattern(maxWindow: maxWindow)))
     }
 
+    /// The read's bytes if one cached chunk holds them all (the common case of a
+    /// sequential reader served by read-ahead); otherwise nil, and `read` follows.
+    func readFromMemory(offset: Int64, size: Int) -> ArraySlice<UInt8>? {
+        guard offset < item.size, size > 0 else { return [] }
+        let end = min(offset + Int64(size), item.size)
+        let sequential = classify(offset: offset, end: end)
+        let chunkSize = Int64(configuration.chunkSize)
+        let first = offset / chunkSize
+        if sequential { schedulePrefetch(after: (end - 1) / chunkSize) }
+        if first == (end - 1) / chunkSize, let bytes = cache.cached(key(first)) {
+            return piece(of: bytes, index: first, offset: offset, end: end)
+        }
+        state.withLock { $0.classified[offset] = sequential }
+        return nil
+    }
+
     func read(offset: Int64, size: Int) async throws -> ArraySlice<UInt8> {
         let fileSize = item.size
         guard offset < fileSize, size > 0 else { return [] }
@@ -34,14 +52,15 @@ final class FileReader: Sendable {
         let chunkSize = Int64(configuration.chunkSize)
         let first = offset / chunkSize
         let last = (end - 1) / chunkSize
-        let sequential = classify(offset: offset, end: end)
+        let noted = state.withLock { $0.classified.removeValue(forKey: offset) }
+        let sequential = noted ?? classify(offset: offset, end: end)
         if !sequential {
             // Random access: serve from chunks already in memory, else fetch just this range.
             if let cached = cachedRange(offset: offset, end: end, first: first, last: last) { return cached[...] }
             return try await service.read(fileID: item.fileID, offset: offset, length: Int(end - offset))
                 .prefixArray(Int(end - offset))[...]
         }
-        schedulePrefetch(after: last)
+        if noted == nil { schedulePrefetch(after: last) }
         if first == last {
             // The common case: answer from the cached chunk itself, no copy.
             return piece(of: try await chunk(first), index: first, offset: offset, end: end)
@@ -80,7 +99,7 @@ final class FileReader: Sendable {
     private func cachedRange(offset: Int64, end: Int64, first: Int64, last: Int64) -> [UInt8]? {
         var result: [UInt8] = []
         for index in first...last {
-            guard let bytes = cache.cached(ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)) else {
+            guard let bytes = cache.cached(key(index)) else {
                 return nil
             }
             let part = piece(of: bytes, index: index, offset: offset, end: end)
@@ -96,8 +115,7 @@ final class FileReader: Sendable {
         let window = state.withLock { $0.pattern.window }
         guard window > 0, lastChunk < lastIndex else { return }
         for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) {
-            let key = ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)
-            if let task = cache.prefetch(key, load: loader(index)) {
+            if let task = cache.prefetch(key(index), load: loader(index)) {
                 state.withLock { state in
                     state.prefetches = state.prefetches.filter { $0.key > lastChunk }
                     state.prefetches[index] = task
@@ -107,8 +125,11 @@ final class FileReader: Sendable {
     }
 
     private func chunk(_ index: Int64) async throws -> [UInt8] {
-        let key = ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)
-        return try await cache.chunk(key, load: loader(index))
+        try await cache.chunk(key(index), load: loader(index))
+    }
+
+    private func key(_ index: Int64) -> ChunkCache.Key {
+        ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)
     }
 
     private func loader(_ index: Int64) -> @Sendable () async throws -> [UInt8] {
@@ -173,3 +194,4 @@ struct AccessPattern: Sendable {
         return false
     }
 }
+

@@ -119,6 +119,10 @@ enum Operations {
             guard let req, let info else { return }
             let fs = SessionContext.from(req).fileSystem
             let handle = info.pointee.fh
+            if let bytes = fs.readFromMemory(inode: inode, handle: handle, offset: Int64(offset), size: size) {
+                Request(raw: req).reply(bytes: bytes)
+                return
+            }
             FUSEDispatch.run(Request(raw: req), "read", {
                 try await fs.read(inode: inode, handle: handle, offset: Int64(offset), size: size)
             }) { $0.reply(bytes: $1) }

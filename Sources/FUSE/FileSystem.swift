@@ -23,6 +23,10 @@ public protocol FileSystem: Sendable {
     /// The bytes at `offset` (fewer at the end of the file). A slice, so a filesystem can
     /// answer from a cached buffer without copying it first.
     func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> ArraySlice<UInt8>
+    /// The same bytes when they are already in memory, answered on libfuse's thread
+    /// without starting a task; nil sends the request on to `read`. Called first for every
+    /// read, so it may also note the access (one call per read either way).
+    func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> ArraySlice<UInt8>?
     func release(inode: InodeNumber, handle: UInt64) async throws
     func statfs(inode: InodeNumber) async throws -> FileSystemStatistics
     func getxattr(inode: InodeNumber, name: String) async throws -> [UInt8]
@@ -145,4 +149,8 @@ public struct FileSystemStatistics: Sendable {
         self.freeFiles = freeFiles
         self.maximumNameLength = maximumNameLength
     }
+}
+
+extension FileSystem {
+    public func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> ArraySlice<UInt8>? { nil }
 }
