@@ -105,7 +105,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "AliyunDriveTests",
-            dependencies: ["AliyunDrive"],
+            dependencies: ["AliyunDrive", "HTTPTransport", "EmulatorTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "DriveFSTests",

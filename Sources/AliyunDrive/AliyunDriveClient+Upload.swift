@@ -1,0 +1,260 @@
+import Crypto
+import Foundation
+import Glibc
+import HTTPTransport
+
+/// How an upload is made.
+public struct UploadOptions: Sendable {
+    /// Try rapid upload (秒传): pre-hash probe, then full hash + proof.
+    public var rapid: Bool
+    /// PUT part bytes to `internal_upload_url` instead of `upload_url`.
+    public var internalURLs: Bool
+    /// Files up to this size skip the pre-hash probe and send the full hash at once
+    /// (hashing them costs less than the extra round trip).
+    public var probeThreshold: Int64
+
+    public init(rapid: Bool = true, internalURLs: Bool = false, probeThreshold: Int64 = 1 << 20) {
+        self.rapid = rapid
+        self.internalURLs = internalURLs
+        self.probeThreshold = probeThreshold
+    }
+}
+
+/// What an upload did.
+public struct UploadResult: Sendable {
+    /// The new file (its `file_id` is new; size and hash checked against the local file).
+    public var item: DriveItem
+    /// The server already had the content: no part bytes were sent.
+    public var rapid: Bool
+    public var bytesSent: Int64
+}
+
+/// Uploads (aliyun-api.md §8): pre-hash probe → full SHA-1 + proof → rapid upload, else a
+/// sequential multipart upload, then `complete` and a check of the server's size and SHA-1.
+extension AliyunDriveClient {
+    /// The part size for `size` bytes: 10 MiB, grown in whole MiB so there are never more
+    /// than 10,000 parts.
+    public static func partSize(for size: Int64) -> Int64 {
+        let minimum: Int64 = 10 << 20
+        let needed = (size + 9_999) / 10_000
+        return max(minimum, ((needed + (1 << 20) - 1) >> 20) << 20)
+    }
+
+    /// Uploads the file at `path` (which must not change meanwhile) as `name` in
+    /// `parentID`. A same-named entry is left alone (`check_name_mode: ignore`): replacing
+    /// it is the caller's business once this new file is complete.
+    public func upload(path: String, parentID: String, name: String, options: UploadOptions = UploadOptions()) async throws -> UploadResult {
+        let file = try LocalFile(path: path)
+        defer { file.close() }
+        let size = file.size
+        let partSize = Self.partSize(for: size)
+        let partCount = max(1, Int((size + partSize - 1) / partSize))
+        var body: [String: any Sendable] = [
+            "drive_id": driveID, "parent_file_id": parentID, "name": name, "type": "file", "check_name_mode": "ignore",
+            "size": size, "part_info_list": (1...partCount).map { ["part_number": $0] as [String: any Sendable] },
+        ]
+        var fullHash: String?
+        var session: [String: Any]
+        if options.rapid {
+            if size > options.probeThreshold {
+                var probe = body
+                probe["pre_hash"] = try file.sha1(prefix: RapidUpload.preHashPrefix)
+                do {
+                    session = try await call("/adrive/v2/file/createWithFolders", probe)
+                } catch let error as DriveError where error.code == "PreHashMatched" {
+                    session = try await createWithProof(&body, file: file, hash: &fullHash)
+                }
+            } else {
+                session = try await createWithProof(&body, file: file, hash: &fullHash)
+            }
+        } else {
+            body["content_hash_name"] = "none"
+            body["proof_version"] = "v1"
+            session = try await call("/adrive/v2/file/createWithFolders", body)
+        }
+        guard let fileID = session["file_id"] as? String, let uploadID = session["upload_id"] as? String else {
+            throw DriveError(.protocolViolation, "create returned no upload session")
+        }
+        if session["rapid_upload"] as? Bool == true {
+            let item = try await complete(fileID: fileID, uploadID: uploadID)
+            try await verify(item, size: size, hash: fullHash)
+            return UploadResult(item: item, rapid: true, bytesSent: 0)
+        }
+        // Hash while the parts go out (the page cache makes the second read cheap).
+        let hashing = Task { [fullHash] in try fullHash ?? file.sha1(prefix: nil) }
+        var urls = Self.partURLs(session["part_info_list"], internalURLs: options.internalURLs)
+        var sent: Int64 = 0
+        for part in 1...partCount {
+            let offset = Int64(part - 1) * partSize
+            let length = min(partSize, size - offset)
+            sent += try await putPart(
+                part, of: (fileID, uploadID, partCount), path: path, offset: offset, length: length, urls: &urls, options: options)
+        }
+        let item = try await complete(fileID: fileID, uploadID: uploadID)
+        try await verify(item, size: size, hash: try await hashing.value)
+        return UploadResult(item: item, rapid: false, bytesSent: sent)
+    }
+
+    /// Sends the full hash and proof; on `InvalidRapidProof` recomputes once with the
+    /// current token (it may have rotated), then falls back to a plain upload.
+    private func createWithProof(_ body: inout [String: any Sendable], file: LocalFile, hash: inout String?) async throws -> [String: Any] {
+        let sha1 = try hash ?? file.sha1(prefix: nil)
+        hash = sha1
+        body["content_hash"] = sha1
+        body["content_hash_name"] = "sha1"
+        body["proof_version"] = "v1"
+        for _ in 0..<2 {
+            body["proof_code"] = try file.proofCode(accessToken: try await tokens.access().token)
+            do {
+                return try await call("/adrive/v2/file/createWithFolders", body)
+            } catch let error as DriveError where error.code == "InvalidRapidProof" {
+                logger.info("rapid upload proof of \(body["name"] ?? "") refused (InvalidRapidProof)")
+            }
+        }
+        body["content_hash"] = nil
+        body["proof_code"] = nil
+        body["content_hash_name"] = "none"
+        return try await call("/adrive/v2/file/createWithFolders", body)
+    }
+
+    /// PUTs one part, renewing its URL before it expires and on 403, retrying throttling
+    /// and broken connections; `PartAlreadyExist` (an earlier attempt landed) is success.
+    private func putPart(
+        _ part: Int, of upload: (fileID: String, uploadID: String, parts: Int), path: String, offset: Int64, length: Int64,
+        urls: inout [Int: String], options: UploadOptions
+    ) async throws -> Int64 {
+        var attempt = 0
+        var renewed = false
+        while true {
+            attempt += 1
+            if urls[part].map(Self.expiresSoon) ?? true {
+                urls = try await renewPartURLs(upload, from: part, internalURLs: options.internalURLs, existing: urls)
+            }
+            guard let url = urls[part] else { throw DriveError(.protocolViolation, "no upload URL for part \(part)") }
+            // No Content-Type: the URL is signed with an empty one (aliyun-api.md §8.5).
+            let request = HTTPRequest(
+                method: "PUT", url: url, headers: ["Content-Type": ""], body: .file(path: path, offset: offset, length: length),
+                timeouts: .init(connect: .seconds(10), stallTime: configuration.stallTimeout))
+            let response: HTTPResponse
+            do {
+                response = try await http.execute(request, maxBodyBytes: 64 << 10)
+            } catch let error as HTTPTransportError where !error.isCancelled && attempt < configuration.maxAttempts {
+                logger.debug("part \(part) upload failed (\(error.code)); retrying")
+                try await backoff(attempt: attempt, retryAfter: nil)
+                continue
+            } catch let error as HTTPTransportError {
+                throw error.isCancelled ? DriveError(.cancelled, "upload cancelled") : DriveError(.unreachable, "upload server unreachable: \(error)")
+            }
+            let code = Self.ossCode(response)
+            switch response.status {
+            case 200..<300:
+                return length
+            case 409 where code == "PartAlreadyExist":
+                return 0
+            case 403 where !renewed:
+                renewed = true
+                logger.debug("part URL refused (\(code)); renewing")
+                urls = try await renewPartURLs(upload, from: part, internalURLs: options.internalURLs, existing: urls)
+            case 429 where attempt < configuration.maxAttempts, 500...599 where attempt < configuration.maxAttempts:
+                try await backoff(attempt: attempt, retryAfter: Self.retryAfter(response))
+            default:
+                throw DriveError(.service, "part \(part) upload answered HTTP \(response.status) \(code)", status: response.status, code: code)
+            }
+        }
+    }
+
+    /// Fresh URLs for `part` and the parts after it (up to 100 per call).
+    private func renewPartURLs(
+        _ upload: (fileID: String, uploadID: String, parts: Int), from part: Int, internalURLs: Bool, existing: [Int: String]
+    ) async throws -> [Int: String] {
+        let wanted = (part...min(upload.parts, part + 99)).map { ["part_number": $0] as [String: any Sendable] }
+        let object = try await call(
+            "/v2/file/get_upload_url",
+            ["drive_id": driveID, "file_id": upload.fileID, "upload_id": upload.uploadID, "part_info_list": wanted])
+        var urls = existing
+        for (number, url) in Self.partURLs(object["part_info_list"], internalURLs: internalURLs) { urls[number] = url }
+        return urls
+    }
+
+    private func complete(fileID: String, uploadID: String) async throws -> DriveItem {
+        let object = try await call("/v2/file/complete", ["drive_id": driveID, "file_id": fileID, "upload_id": uploadID])
+        guard let item = DriveItem(json: object) else { throw DriveError(.protocolViolation, "complete returned no file object") }
+        return item
+    }
+
+    /// Checks the server's size and SHA-1 against the local ones; a mismatching new file
+    /// goes to the recycle bin (it must not pass for the user's content).
+    private func verify(_ item: DriveItem, size: Int64, hash: String?) async throws {
+        var problem: String?
+        if item.size != size {
+            problem = "the server stored \(item.size) bytes of \(item.name), expected \(size)"
+        } else if let hash, let stored = item.contentHash, stored != hash.uppercased() {
+            problem = "the server's SHA-1 of \(item.name) differs from the local one"
+        }
+        guard let problem else { return }
+        try? await trash(fileID: item.fileID)
+        throw DriveError(.protocolViolation, problem, code: "UploadMismatch")
+    }
+
+    static func partURLs(_ list: Any?, internalURLs: Bool) -> [Int: String] {
+        var urls: [Int: String] = [:]
+        for part in list as? [[String: Any]] ?? [] {
+            guard let number = (part["part_number"] as? NSNumber)?.intValue else { continue }
+            let url = internalURLs ? (part["internal_upload_url"] as? String ?? "") : (part["upload_url"] as? String ?? "")
+            if !url.isEmpty { urls[number] = url }
+        }
+        return urls
+    }
+
+    /// True when a presigned URL expires within two minutes (its `x-oss-expires`).
+    static func expiresSoon(_ url: String) -> Bool {
+        guard let expires = URLComponents(string: url)?.queryItems?.first(where: { $0.name == "x-oss-expires" })?.value.flatMap(Double.init)
+        else { return false }
+        return expires - Date().timeIntervalSince1970 < 120
+    }
+}
+
+/// A local file read for hashing (pread; never changes the file).
+final class LocalFile: Sendable {
+    let descriptor: Int32
+    let size: Int64
+
+    init(path: String) throws {
+        descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw DriveError(.invalidState, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            Glibc.close(descriptor)
+            throw DriveError(.invalidState, "cannot stat \(path)")
+        }
+        size = Int64(info.st_size)
+    }
+
+    func close() { Glibc.close(descriptor) }
+
+    /// Uppercase SHA-1 of the first `prefix` bytes (nil: all of them).
+    func sha1(prefix: Int?) throws -> String {
+        var hasher = Insecure.SHA1()
+        let limit = prefix.map { min(Int64($0), size) } ?? size
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: Int64 = 0
+        while offset < limit {
+            let wanted = Int(min(Int64(buffer.count), limit - offset))
+            let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted, off_t(offset)) }
+            guard count > 0 else { throw DriveError(.invalidState, "short read while hashing") }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            offset += Int64(count)
+        }
+        return hasher.finalize().hexUppercased
+    }
+
+    /// The proof code (aliyun-api.md §8.4) for this content and token.
+    func proofCode(accessToken: String) throws -> String {
+        guard let offset = RapidUpload.proofOffset(accessToken: accessToken, size: size) else { return "" }
+        let count = Int(min(8, size - offset))
+        var window = [UInt8](repeating: 0, count: count)
+        let read = window.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, count, off_t(offset)) }
+        guard read == count else { throw DriveError(.invalidState, "short read for the proof code") }
+        return RapidUpload.proofCode(window: window)
+    }
+}

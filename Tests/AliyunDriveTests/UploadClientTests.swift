@@ -1,0 +1,113 @@
+@testable import AliyunDrive
+import EmulatorTestSupport
+import Foundation
+import HTTPTransport
+import Testing
+
+/// The real client's uploads and mutations against the in-process emulator.
+@Suite struct UploadClientTests {
+    /// A client logged in with a fresh login chain of the emulator's account.
+    static func client(_ drive: TestDrive) async throws -> AliyunDriveClient {
+        let login = try await drive.hook("tokens")
+        let token = try #require(login["refresh_token"] as? String)
+        let state = NSTemporaryDirectory() + "adrivefs-client-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let client = AliyunDriveClient(
+            configuration: .init(endpoint: drive.base, tokenFile: nil, stateDirectory: state, baseBackoff: .milliseconds(20)),
+            http: drive.http, refreshToken: token)
+        try await client.start()
+        return client
+    }
+
+    static func file(_ bytes: [UInt8]) throws -> String {
+        let path = NSTemporaryDirectory() + "adrivefs-upload-\(UUID().uuidString)"
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    static func uploaded(_ drive: TestDrive) async throws -> Int { try await drive.stats()["bytes_uploaded"] as? Int ?? -1 }
+
+    @Test func partSizesStayWithinTenThousandParts() {
+        #expect(AliyunDriveClient.partSize(for: 0) == 10 << 20)
+        #expect(AliyunDriveClient.partSize(for: 50 << 30) == 10 << 20)
+        let huge: Int64 = 1 << 40
+        let size = AliyunDriveClient.partSize(for: huge)
+        #expect((huge + size - 1) / size <= 10_000)
+        #expect(size % (1 << 20) == 0)
+    }
+
+    @Test func newContentIsUploadedInPartsAndKnownContentIsRapid() async throws {
+        try await withTestDrive { drive in
+            let client = try await Self.client(drive)
+            let bytes = testBytes(25 << 20, seed: 7)
+            let path = try Self.file(bytes)
+            defer { unlink(path) }
+            let first = try await client.upload(path: path, parentID: "root", name: "big.bin")
+            #expect(!first.rapid)
+            #expect(first.bytesSent == Int64(bytes.count))
+            #expect(first.item.size == Int64(bytes.count))
+            #expect(first.item.contentHash == RapidUpload.sha1Hex(bytes))
+            #expect(try await Self.uploaded(drive) == bytes.count)
+            // The same content again (pre-hash probe → full hash + proof): no bytes sent.
+            let second = try await client.upload(path: path, parentID: "root", name: "copy.bin")
+            #expect(second.rapid)
+            #expect(second.bytesSent == 0)
+            #expect(second.item.fileID != first.item.fileID)
+            #expect(try await Self.uploaded(drive) == bytes.count)
+            // Small files go straight to the full hash; empty files work too.
+            for content in [[UInt8](), Array("hello".utf8)] {
+                let small = try Self.file(content)
+                defer { unlink(small) }
+                let result = try await client.upload(path: small, parentID: "root", name: "small-\(content.count)")
+                #expect(result.item.size == Int64(content.count))
+                #expect(result.item.contentHash == RapidUpload.sha1Hex(content))
+            }
+            // With rapid upload off the bytes are sent even though the server knows them.
+            let plain = try await client.upload(path: path, parentID: "root", name: "plain.bin", options: .init(rapid: false))
+            #expect(!plain.rapid && plain.bytesSent == Int64(bytes.count))
+        }
+    }
+
+    @Test func expiredPartURLsAndThrottlingAreRetried() async throws {
+        try await withTestDrive { drive in
+            let client = try await Self.client(drive)
+            // Part URLs live 1 s (a part takes longer with the retries), 30 % of part PUTs
+            // and API calls answer 429, and one data connection drops mid-part.
+            try await drive.hook("faults", [
+                "upload_url_ttl": 1, "seed": 3,
+                "rules": [
+                    ["path": "/oss/u*", "status": 429, "probability": 0.3],
+                    ["path": "/adrive/v2/file/createWithFolders", "status": 429, "count": 2],
+                    ["path": "/oss/u*", "kind": "drop_after", "bytes": 1 << 20, "count": 1],
+                ],
+            ])
+            let bytes = testBytes(31 << 20, seed: 9)
+            let path = try Self.file(bytes)
+            defer { unlink(path) }
+            let result = try await client.upload(path: path, parentID: "root", name: "slow.bin", options: .init(rapid: false))
+            #expect(result.item.contentHash == RapidUpload.sha1Hex(bytes))
+            // The faults happened: URLs were renewed and parts were refused at least once.
+            #expect(try await drive.requestCount("/v2/file/get_upload_url") > 0)
+            let log = TestDrive.object(try await drive.get(drive.base + "/__emulator/requests").body)["requests"] as? [JSON] ?? []
+            #expect(log.contains { ($0["path"] as? String)?.hasPrefix("/oss/u") == true && $0["status"] as? Int == 429 })
+        }
+    }
+
+    @Test func foldersRenameMoveAndTrash() async throws {
+        try await withTestDrive { drive in
+            let client = try await Self.client(drive)
+            let folder = try await client.createFolder(parentID: "root", name: "docs")
+            await #expect(throws: DriveError.self) { try await client.createFolder(parentID: "root", name: "docs") }
+            let path = try Self.file(Array("x".utf8))
+            defer { unlink(path) }
+            let file = try await client.upload(path: path, parentID: "root", name: "a.txt").item
+            let renamed = try await client.rename(fileID: file.fileID, to: "b.txt")
+            #expect(renamed.name == "b.txt")
+            try await client.move(fileID: file.fileID, toParentID: folder.fileID, newName: "c.txt")
+            #expect(try await client.list(folderID: folder.fileID).map(\.name) == ["c.txt"])
+            try await client.trash(fileID: file.fileID)
+            #expect(try await client.list(folderID: folder.fileID).isEmpty)
+            try await client.trash(fileID: file.fileID)  // already gone: fine
+        }
+    }
+}
