@@ -41,7 +41,12 @@ public final class DriveEmulator: Sendable {
     private struct Runtime: Sendable {
         var channels: [any Channel] = []
         var saver: RepeatedTask?
+        /// The ports bound by `start` (kept for `goOnline`).
+        var ports: (api: Int, internal: Int) = (0, 0)
     }
+
+    private let offline = Atomic<Bool>(false)
+    var isOffline: Bool { offline.load(ordering: .relaxed) }
 
     let state: Mutex<EmulatorState>
     private let configuration: Configuration
@@ -93,8 +98,29 @@ public final class DriveEmulator: Sendable {
         runtime.withLock {
             $0.channels = [api, internalChannel]
             $0.saver = saver
+            $0.ports = (api.localAddress?.port ?? configuration.port, internalChannel.localAddress?.port ?? configuration.internalPort)
         }
         return base
+    }
+
+    /// Simulates an outage (tests): stops listening (connections are refused) and drops
+    /// every open connection at its next request. State is kept.
+    public func goOffline() async {
+        offline.store(true, ordering: .relaxed)
+        let channels = runtime.withLock { value in
+            defer { value.channels = [] }
+            return value.channels
+        }
+        for channel in channels { try? await channel.close() }
+    }
+
+    /// Ends `goOffline`: listens again on the same ports.
+    public func goOnline() async throws {
+        let ports = runtime.withLock { $0.ports }
+        let api = try await bind(port: ports.api, isInternal: false)
+        let internalChannel = try await bind(port: ports.internal, isInternal: true)
+        runtime.withLock { $0.channels = [api, internalChannel] }
+        offline.store(false, ordering: .relaxed)
     }
 
     private func bind(port: Int, isInternal: Bool) async throws -> any Channel {

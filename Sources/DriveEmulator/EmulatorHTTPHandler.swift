@@ -41,6 +41,11 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if emulator.isOffline {
+            // A server that went away: the connection just drops.
+            context.close(promise: nil)
+            return
+        }
         switch unwrapInboundIn(data) {
         case .head(let head):
             let request = Self.request(from: head, isInternal: isInternal)

@@ -12,11 +12,16 @@ final class DirectoryCache: Sendable {
         var entries: [(name: String, item: DriveItem)]
         var byName: [String: DriveItem]
         var fetchedAt: Double
+        /// What the service listed (own mutations applied since), without local files.
+        var serverItems: [DriveItem] = []
     }
 
     private struct State {
         var listings: [String: Listing] = [:]
         var inFlight: [String: Task<Listing, any Error>] = [:]
+        /// Files created on this mount and not uploaded yet, by folder then file_id: they
+        /// join every listing of their folder, fresh or cached, until uploaded or removed.
+        var local: [String: [String: DriveItem]] = [:]
     }
 
     private let service: any DriveService
@@ -37,7 +42,7 @@ final class DirectoryCache: Sendable {
             if let cached = state.listings[folderID], current - cached.fetchedAt < ttl { return .cached(cached) }
             if let running = state.inFlight[folderID] { return .running(running) }
             let service = self.service
-            let running = Task { Self.build(try await service.list(folderID: folderID), fetchedAt: current) }
+            let running = Task { Self.build(try await service.list(folderID: folderID), local: [], fetchedAt: current) }
             state.inFlight[folderID] = running
             return .running(running)
         }
@@ -47,12 +52,13 @@ final class DirectoryCache: Sendable {
         case .running(let running): task = running
         }
         do {
-            let listing = try await task.value
-            state.withLock { state in
+            let fetched = try await task.value
+            return state.withLock { state in
                 state.inFlight[folderID] = nil
+                let listing = Self.build(fetched.serverItems, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: fetched.fetchedAt)
                 state.listings[folderID] = listing
+                return listing
             }
-            return listing
         } catch {
             state.withLock { $0.inFlight[folderID] = nil }
             throw error
@@ -61,9 +67,58 @@ final class DirectoryCache: Sendable {
 
     func invalidate(_ folderID: String) { _ = state.withLock { $0.listings.removeValue(forKey: folderID) } }
 
-    static func build(_ items: [DriveItem], fetchedAt: Double) -> Listing {
+    /// Applies an own mutation to a folder's cached server items (if cached), so the
+    /// change shows at once without a new listing call.
+    func update(_ folderID: String, _ change: (inout [DriveItem]) -> Void) {
+        state.withLock { state in
+            guard var listing = state.listings[folderID] else { return }
+            change(&listing.serverItems)
+            state.listings[folderID] = Self.build(
+                listing.serverItems, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: listing.fetchedAt)
+        }
+    }
+
+    /// Adds, replaces (same file_id) or, with `remove`, drops a local (not yet uploaded)
+    /// file of `folderID`.
+    func setLocal(_ item: DriveItem, in folderID: String, remove: Bool = false) {
+        state.withLock { state in
+            if remove {
+                state.local[folderID]?[item.fileID] = nil
+                if state.local[folderID]?.isEmpty == true { state.local[folderID] = nil }
+            } else {
+                state.local[folderID, default: [:]][item.fileID] = item
+            }
+            guard let listing = state.listings[folderID] else { return }
+            state.listings[folderID] = Self.build(
+                listing.serverItems, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: listing.fetchedAt)
+        }
+    }
+
+    /// A file's new content is on the server as `item`: it takes the place of `oldID`
+    /// (the local entry or the previous version) in one step, so the name never vanishes
+    /// or shows twice.
+    func uploaded(_ item: DriveItem, replacing oldID: String) {
+        state.withLock { state in
+            let folderID = item.parentID
+            state.local[folderID]?[oldID] = nil
+            if state.local[folderID]?.isEmpty == true { state.local[folderID] = nil }
+            guard var listing = state.listings[folderID] else { return }
+            listing.serverItems.removeAll { $0.fileID == oldID || $0.fileID == item.fileID }
+            listing.serverItems.append(item)
+            state.listings[folderID] = Self.build(
+                listing.serverItems, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: listing.fetchedAt)
+        }
+    }
+
+    /// Records the listing of a folder this mount just created (empty), saving a call.
+    func seedEmpty(_ folderID: String) {
+        let current = now()
+        state.withLock { $0.listings[folderID] = Self.build([], local: [], fetchedAt: current) }
+    }
+
+    static func build(_ items: [DriveItem], local: [DriveItem], fetchedAt: Double) -> Listing {
         var groups: [String: [DriveItem]] = [:]
-        for item in items where item.name != "." && item.name != ".." && !item.name.isEmpty {
+        for item in items + local where item.name != "." && item.name != ".." && !item.name.isEmpty {
             groups[item.name.replacingOccurrences(of: "/", with: "∕"), default: []].append(item)
         }
         var byName: [String: DriveItem] = [:]
@@ -75,7 +130,7 @@ final class DirectoryCache: Sendable {
             }
         }
         let entries = byName.sorted { $0.key < $1.key }.map { (name: $0.key, item: $0.value) }
-        return Listing(entries: entries, byName: byName, fetchedAt: fetchedAt)
+        return Listing(entries: entries, byName: byName, fetchedAt: fetchedAt, serverItems: items)
     }
 
     /// `report.txt` → `report (1a2b3c4d).txt`.

@@ -1,3 +1,5 @@
+public import AliyunDrive
+
 /// Tunables of the filesystem (the `-o` options that reach this layer).
 public struct DriveFSConfiguration: Sendable {
     /// The folder mounted as the root (`root_id`); "root" is the drive's root.
@@ -16,11 +18,19 @@ public struct DriveFSConfiguration: Sendable {
     /// Smallest ranged GET for random reads.
     public var randomReadSize: Int
     public var readOnly: Bool
+    /// Where files being written are staged (`cache_dir`/staging).
+    public var stagingDirectory: String
+    /// Where pending uploads are journaled (state directory/pending).
+    public var journalDirectory: String
+    public var uploadOptions: UploadOptions
+    /// First delay of the background retry of a failed upload; doubles up to 60 s.
+    public var uploadRetryDelay: Double
 
     public init(
         rootID: String = "root", uid: UInt32, gid: UInt32, umask: UInt32 = 0o022, directoryCacheTTL: Double = 60,
         cacheSize: Int = 48 << 20, readAhead: Int = 24 << 20, chunkSize: Int = 4 << 20, randomReadSize: Int = 64 << 10,
-        readOnly: Bool = false
+        readOnly: Bool = false, stagingDirectory: String = "/tmp/adrivefs-staging", journalDirectory: String = "/tmp/adrivefs-pending",
+        uploadOptions: UploadOptions = UploadOptions(), uploadRetryDelay: Double = 2
     ) {
         self.rootID = rootID
         self.uid = uid
@@ -32,5 +42,9 @@ public struct DriveFSConfiguration: Sendable {
         self.chunkSize = chunkSize
         self.randomReadSize = randomReadSize
         self.readOnly = readOnly
+        self.stagingDirectory = stagingDirectory
+        self.journalDirectory = journalDirectory
+        self.uploadOptions = uploadOptions
+        self.uploadRetryDelay = uploadRetryDelay
     }
 }

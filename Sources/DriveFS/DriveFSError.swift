@@ -20,6 +20,11 @@ public struct DriveFSError: ErrnoConvertible, CustomStringConvertible, Sendable 
     public static let readOnly = DriveFSError(errno: EROFS, "read-only file system")
     public static let noAttribute = DriveFSError(errno: ENODATA, "no such attribute")
     public static let badHandle = DriveFSError(errno: EBADF, "bad file handle")
+    public static let exists = DriveFSError(errno: EEXIST, "file exists")
+    public static let notEmpty = DriveFSError(errno: ENOTEMPTY, "directory not empty")
+    public static let nameTooLong = DriveFSError(errno: ENAMETOOLONG, "file name too long")
+    public static let invalid = DriveFSError(errno: EINVAL, "invalid argument")
+    public static let noSpace = DriveFSError(errno: ENOSPC, "no space left on the drive")
 
     /// Maps any error from the layers below.
     public init(_ error: any Error) {
@@ -33,6 +38,11 @@ public struct DriveFSError: ErrnoConvertible, CustomStringConvertible, Sendable 
             case .service where error.isNotFound: self.init(errno: ENOENT, error.description)
             case .service where error.code == "InvalidResource.FileTypeFolder": self.init(errno: EISDIR, error.description)
             case .service where error.code.hasPrefix("ForbiddenNoPermission"): self.init(errno: EACCES, error.description)
+            case .service where error.code.hasPrefix("AlreadyExist"): self.init(errno: EEXIST, error.description)
+            case .service where error.code.hasPrefix("QuotaExhausted"): self.init(errno: ENOSPC, error.description)
+            case .service where error.code.hasPrefix("FileSizeExceed") || error.message.contains("file size is exceed"):
+                self.init(errno: EFBIG, error.description)
+            case .service where error.code == "InvalidParameter.ToParentFileId": self.init(errno: EINVAL, error.description)
             default: self.init(errno: EIO, error.description)
             }
         case let error as HTTPTransportError:

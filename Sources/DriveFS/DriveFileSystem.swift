@@ -8,12 +8,36 @@ import Synchronization
 /// The filesystem: inode table, folder listings, open files and their readers over a
 /// `DriveService`. Knows neither curl nor libfuse (it implements `FUSE.FileSystem`).
 public final class DriveFileSystem: FileSystem {
-    private struct Handles {
+    /// An open regular file: served by a reader of the server's content, or by the
+    /// inode's staging file once it has one.
+    struct OpenFile: Sendable {
+        var reader: FileReader?
+        var staged: StagedFile?
+        var writes = false
+        var append = false
+    }
+
+    struct Handles {
         var next: UInt64 = 1
-        var files: [UInt64: FileReader] = [:]
+        var files: [UInt64: OpenFile] = [:]
         var directories: [UInt64: [DirectoryEntry]] = [:]
         /// Content hash last served per inode, for keeping the kernel's page cache.
         var servedHash: [InodeNumber: String] = [:]
+        /// Inodes with local content (being written or waiting for upload).
+        var staged: [InodeNumber: StagedFile] = [:]
+        /// Staging files being filled with the server's content, by inode.
+        var staging: [InodeNumber: Task<StagedFile, any Error>] = [:]
+        /// The upload chain of each inode (one upload at a time per file).
+        var commits: [InodeNumber: Task<Void, any Error>] = [:]
+        /// Inodes with a background retry scheduled.
+        var retrying: Set<InodeNumber> = []
+
+        mutating func add(_ file: OpenFile) -> UInt64 {
+            let handle = next
+            next += 1
+            files[handle] = file
+            return handle
+        }
     }
 
     let configuration: DriveFSConfiguration
@@ -21,10 +45,11 @@ public final class DriveFileSystem: FileSystem {
     let inodes: InodeTable
     let directories: DirectoryCache
     let chunks: ChunkCache
-    private let handles = Mutex(Handles())
-    private let space = Mutex<(info: SpaceInfo, at: Double)?>(nil)
-    private let now: @Sendable () -> Double
-    private let logger = Logger(label: "adrivefs.vfs")
+    let handles = Mutex(Handles())
+    let space = Mutex<(info: SpaceInfo, at: Double)?>(nil)
+    let now: @Sendable () -> Double
+    let logger = Logger(label: "adrivefs.vfs")
+    let journal: UploadJournal
 
     public init(service: any DriveService, configuration: DriveFSConfiguration, now: (@Sendable () -> Double)? = nil) {
         let now = now ?? { Date().timeIntervalSince1970 }
@@ -37,6 +62,7 @@ public final class DriveFileSystem: FileSystem {
         inodes = InodeTable(root: root)
         directories = DirectoryCache(service: service, ttl: configuration.directoryCacheTTL, now: now)
         chunks = ChunkCache(capacity: configuration.cacheSize)
+        journal = UploadJournal(directory: configuration.journalDirectory)
     }
 
     /// Checks that the root exists and is a folder (for `root_id`), so a bad id fails the mount.
@@ -56,10 +82,14 @@ public final class DriveFileSystem: FileSystem {
         let item = record.item
         let mode: UInt32 = item.isFolder ? 0o777 : 0o666
         let permissions = mode & ~configuration.umask & (configuration.readOnly ? ~0o222 : 0o7777)
+        // Local content wins: its size and time are what readers on this mount see.
+        let local = item.isFolder ? nil : handles.withLock { $0.staged[record.inode] }?.snapshot
+        let size = item.isFolder ? 4096 : local?.size ?? item.size
+        let modified = local?.modified ?? item.updatedAt
         return FileAttributes(
             inode: record.inode, kind: item.isFolder ? .directory : .file, permissions: permissions,
-            size: item.isFolder ? 4096 : item.size, linkCount: item.isFolder ? 2 : 1, uid: configuration.uid,
-            gid: configuration.gid, modified: item.updatedAt, changed: item.updatedAt, accessed: item.updatedAt)
+            size: size, linkCount: item.isFolder ? 2 : 1, uid: configuration.uid,
+            gid: configuration.gid, modified: modified, changed: modified, accessed: modified)
     }
 
     func entry(_ record: InodeTable.Record) -> Entry {
@@ -136,24 +166,39 @@ public final class DriveFileSystem: FileSystem {
     public func open(inode: InodeNumber, flags: Int32) async throws -> OpenReply {
         guard let record = inodes.record(inode) else { throw DriveFSError.notFound }
         guard !record.item.isFolder else { throw DriveFSError.isDirectory }
-        if flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 {
-            // Writing arrives with the upload work; until then the mount serves reads only.
-            throw DriveFSError.readOnly
+        let writes = flags & O_ACCMODE != O_RDONLY
+        if writes || flags & O_TRUNC != 0 {
+            return try await openForWriting(record, flags: flags)
+        }
+        if let staged = handles.withLock({ $0.staged[inode] }) {
+            return handles.withLock { handles in
+                handles.servedHash[inode] = nil
+                return OpenReply(handle: handles.add(OpenFile(staged: staged)), keepCache: false)
+            }
         }
         let reader = FileReader(item: record.item, service: service, cache: chunks, configuration: configuration)
         let hash = record.item.contentHash ?? ""
         return handles.withLock { handles in
-            let handle = handles.next
-            handles.next += 1
-            handles.files[handle] = reader
             let keep = !hash.isEmpty && handles.servedHash[inode] == hash
             handles.servedHash[inode] = hash
-            return OpenReply(handle: handle, keepCache: keep)
+            return OpenReply(handle: handles.add(OpenFile(reader: reader)), keepCache: keep)
+        }
+    }
+
+    /// The staging file that serves this handle's reads, if any: the inode's (a reader
+    /// opened before a writer sees the writes at once).
+    private func source(_ inode: InodeNumber, _ handle: UInt64) throws -> OpenFile {
+        try handles.withLock { handles in
+            guard var file = handles.files[handle] else { throw DriveFSError.badHandle }
+            if let staged = handles.staged[inode] { file.staged = staged }
+            return file
         }
     }
 
     public func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> ArraySlice<UInt8> {
-        guard let reader = handles.withLock({ $0.files[handle] }) else { throw DriveFSError.badHandle }
+        let file = try source(inode, handle)
+        if let staged = file.staged { return try staged.read(at: offset, size: size)[...] }
+        guard let reader = file.reader else { throw DriveFSError.badHandle }
         do {
             return try await reader.read(offset: offset, size: size)
         } catch {
@@ -164,12 +209,18 @@ public final class DriveFileSystem: FileSystem {
     }
 
     public func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> ArraySlice<UInt8>? {
-        handles.withLock({ $0.files[handle] })?.readFromMemory(offset: offset, size: size)
+        guard let file = try? source(inode, handle) else { return nil }
+        if let staged = file.staged { return (try? staged.read(at: offset, size: size))?[...] }
+        return file.reader?.readFromMemory(offset: offset, size: size)
     }
 
     public func release(inode: InodeNumber, handle: UInt64) async throws {
-        let reader = handles.withLock { $0.files.removeValue(forKey: handle) }
-        reader?.close()
+        guard let file = handles.withLock({ $0.files.removeValue(forKey: handle) }) else { return }
+        file.reader?.close()
+        if file.writes, let staged = file.staged {
+            staged.update { $0.writers -= 1 }
+            await finishWriting(inode, staged)
+        }
     }
 
     public func statfs(inode: InodeNumber) async throws -> FileSystemStatistics {

@@ -7,6 +7,14 @@ public protocol DriveService: Sendable {
     func item(fileID: String) async throws -> DriveItem
     func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8]
     func space() async throws -> SpaceInfo
+
+    // Writing (own drive only).
+    func createFolder(parentID: String, name: String) async throws -> DriveItem
+    func rename(fileID: String, to name: String) async throws -> DriveItem
+    func move(fileID: String, toParentID: String, newName: String?) async throws
+    func trash(fileID: String) async throws
+    /// Uploads a local file as a new entry beside any same-named one.
+    func upload(path: String, parentID: String, name: String, options: UploadOptions) async throws -> UploadResult
 }
 
 extension AliyunDriveClient: DriveService {}

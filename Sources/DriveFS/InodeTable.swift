@@ -51,6 +51,21 @@ final class InodeTable: Sendable {
         }
     }
 
+    /// Replaces the item of a live inode (rename, new content): the inode now stands for
+    /// `item.fileID` (an upload mints a new one), and the old file_id no longer maps to it.
+    func replace(_ inode: InodeNumber, with item: DriveItem) {
+        state.withLock { state in
+            guard var record = state.records[inode] else { return }
+            if state.byFileID[record.item.fileID] == inode { state.byFileID[record.item.fileID] = nil }
+            record.item = item
+            state.records[inode] = record
+            state.byFileID[item.fileID] = inode
+        }
+    }
+
+    /// The live inode of a file_id, if any.
+    func inode(ofFileID fileID: String) -> InodeNumber? { state.withLock { $0.byFileID[fileID] } }
+
     func addLookups(_ inodes: [InodeNumber]) {
         state.withLock { state in
             for inode in inodes { state.records[inode]?.lookups += 1 }

@@ -60,6 +60,11 @@ enum Operations {
             connection.pointee.max_readahead = min(connection.pointee.max_readahead, context.maxReadahead) == 0
                 ? context.maxReadahead : max(connection.pointee.max_readahead, context.maxReadahead)
             connection.pointee.want |= UInt32(FUSE_CAP_ASYNC_READ)
+            // O_TRUNC arrives with open (not as a separate setattr), and writes up to 1 MiB.
+            if connection.pointee.capable & UInt32(FUSE_CAP_ATOMIC_O_TRUNC) != 0 {
+                connection.pointee.want |= UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
+            }
+            connection.pointee.max_write = 1 << 20
             if connection.pointee.capable & UInt32(FUSE_CAP_READDIRPLUS) != 0 {
                 connection.pointee.want |= UInt32(FUSE_CAP_READDIRPLUS)
             }
@@ -159,7 +164,127 @@ enum Operations {
                 Operations.replyXattr(request, names.flatMap { Array($0.utf8) + [0] }, size: size)
             }
         }
+        writeOperations(&ops)
         return ops
+    }
+
+    /// The writing operations; each answers EROFS when the filesystem cannot write.
+    private static func writeOperations(_ ops: inout fuse_lowlevel_ops) {
+        ops.create = { req, parent, cName, mode, info in
+            guard let req, let cName, let info else { return }
+            let name = String(cString: cName)
+            let flags = info.pointee.flags
+            // libfuse's fuse_file_info lives on its stack: copy it for the later reply.
+            let copied = info.pointee
+            Operations.writing(req, "create", { try await $0.create(parent: parent, name: name, mode: UInt32(mode), flags: flags) }) { request, value in
+                var fileInfo = copied
+                fileInfo.fh = value.1.handle
+                fileInfo.keep_cache = 0
+                fileInfo.direct_io = value.1.directIO ? 1 : 0
+                request.reply(created: value.0, info: &fileInfo)
+            }
+        }
+        ops.mknod = { req, parent, cName, mode, _ in
+            guard let req, let cName else { return }
+            let name = String(cString: cName)
+            guard mode & S_IFMT == S_IFREG else {
+                fuse_reply_err(req, EPERM)
+                return
+            }
+            Operations.writing(req, "mknod", { try await $0.mknod(parent: parent, name: name, mode: UInt32(mode)) }) { $0.reply(entry: $1) }
+        }
+        ops.write = { req, inode, buffer, size, offset, info in
+            guard let req, let info else { return }
+            guard let fs = SessionContext.from(req).fileSystem.writable else {
+                fuse_reply_err(req, EROFS)
+                return
+            }
+            // Inline: a local pwrite into the staging file; the bytes die with the callback.
+            do {
+                let written = try fs.write(inode: inode, handle: info.pointee.fh, offset: Int64(offset), data: UnsafeRawBufferPointer(start: buffer, count: size))
+                fuse_reply_write(req, written)
+            } catch {
+                fuse_reply_err(req, FUSEDispatch.errno(for: error, operation: "write"))
+            }
+        }
+        ops.setattr = { req, inode, attr, toSet, info in
+            guard let req, let attr else { return }
+            let changes = Operations.changes(attr.pointee, toSet: toSet, handle: info?.pointee.fh)
+            if changes.size == nil, changes.mode == nil, changes.uid == nil, changes.gid == nil, changes.modified == nil, changes.accessed == nil {
+                let fs = SessionContext.from(req).fileSystem
+                FUSEDispatch.run(Request(raw: req), "setattr", { try await fs.getattr(inode: inode) }) { $0.reply(attributes: $1) }
+                return
+            }
+            Operations.writing(req, "setattr", { try await $0.setattr(inode: inode, changes: changes) }) { $0.reply(attributes: $1) }
+        }
+        ops.mkdir = { req, parent, cName, mode in
+            guard let req, let cName else { return }
+            let name = String(cString: cName)
+            Operations.writing(req, "mkdir", { try await $0.mkdir(parent: parent, name: name, mode: UInt32(mode)) }) { $0.reply(entry: $1) }
+        }
+        ops.rmdir = { req, parent, cName in
+            guard let req, let cName else { return }
+            let name = String(cString: cName)
+            Operations.writing(req, "rmdir", { try await $0.rmdir(parent: parent, name: name) }) { request, _ in request.reply(errno: 0) }
+        }
+        ops.unlink = { req, parent, cName in
+            guard let req, let cName else { return }
+            let name = String(cString: cName)
+            Operations.writing(req, "unlink", { try await $0.unlink(parent: parent, name: name) }) { request, _ in request.reply(errno: 0) }
+        }
+        ops.rename = { req, parent, cName, newParent, cNewName, flags in
+            guard let req, let cName, let cNewName else { return }
+            let name = String(cString: cName)
+            let newName = String(cString: cNewName)
+            Operations.writing(req, "rename", { try await $0.rename(parent: parent, name: name, newParent: newParent, newName: newName, flags: UInt32(flags)) }) {
+                request, _ in request.reply(errno: 0)
+            }
+        }
+        ops.flush = { req, inode, info in
+            guard let req, let info else { return }
+            let fs = SessionContext.from(req).fileSystem
+            let handle = info.pointee.fh
+            guard let writable = fs.writable else {
+                fuse_reply_err(req, 0)
+                return
+            }
+            FUSEDispatch.run(Request(raw: req), "flush", { try await writable.flush(inode: inode, handle: handle) }) { request, _ in
+                request.reply(errno: 0)
+            }
+        }
+        ops.fsync = { req, inode, dataOnly, info in
+            guard let req, let info else { return }
+            let handle = info.pointee.fh
+            Operations.writing(req, "fsync", { try await $0.fsync(inode: inode, handle: handle, dataOnly: dataOnly != 0) }) { request, _ in
+                request.reply(errno: 0)
+            }
+        }
+    }
+
+    /// Runs a write operation, or answers EROFS when the filesystem cannot write.
+    fileprivate static func writing<Value: Sendable>(
+        _ req: fuse_req_t, _ operation: String, _ work: @escaping @Sendable (any WritableFileSystem) async throws -> Value,
+        reply: @escaping @Sendable (Request, Value) -> Void
+    ) {
+        guard let fs = SessionContext.from(req).fileSystem.writable else {
+            fuse_reply_err(req, EROFS)
+            return
+        }
+        FUSEDispatch.run(Request(raw: req), operation, { try await work(fs) }, reply: reply)
+    }
+
+    /// The fields of a `setattr` that `toSet` marks (FUSE_SET_ATTR_*).
+    static func changes(_ attr: stat, toSet: Int32, handle: UInt64?) -> AttributeChanges {
+        func seconds(_ time: timespec) -> Double { Double(time.tv_sec) + Double(time.tv_nsec) / 1e9 }
+        var changes = AttributeChanges(handle: handle)
+        if toSet & FUSE_SET_ATTR_SIZE != 0 { changes.size = Int64(attr.st_size) }
+        if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = attr.st_mode & 0o7777 }
+        if toSet & FUSE_SET_ATTR_UID != 0 { changes.uid = attr.st_uid }
+        if toSet & FUSE_SET_ATTR_GID != 0 { changes.gid = attr.st_gid }
+        let now = Double(time(nil))
+        if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { changes.modified = now } else if toSet & FUSE_SET_ATTR_MTIME != 0 { changes.modified = seconds(attr.st_mtim) }
+        if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 { changes.accessed = now } else if toSet & FUSE_SET_ATTR_ATIME != 0 { changes.accessed = seconds(attr.st_atim) }
+        return changes
     }
 
     fileprivate static func readdir(_ req: fuse_req_t, inode: InodeNumber, size: Int, offset: off_t, handle: UInt64, plus: Bool) {

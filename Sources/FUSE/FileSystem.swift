@@ -1,3 +1,5 @@
+import Glibc
+
 /// An inode number. 1 is the root (`FUSE_ROOT_ID`).
 public typealias InodeNumber = UInt64
 
@@ -153,4 +155,64 @@ public struct FileSystemStatistics: Sendable {
 
 extension FileSystem {
     public func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> ArraySlice<UInt8>? { nil }
+}
+
+/// What a `setattr` asks to change (nil: leave as is).
+public struct AttributeChanges: Sendable {
+    public var size: Int64?
+    public var mode: UInt32?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    /// Seconds since the epoch.
+    public var modified: Double?
+    public var accessed: Double?
+    /// The open file the change came through (`ftruncate`), if any.
+    public var handle: UInt64?
+
+    public init(size: Int64? = nil, mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, modified: Double? = nil, accessed: Double? = nil, handle: UInt64? = nil) {
+        self.size = size
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.modified = modified
+        self.accessed = accessed
+        self.handle = handle
+    }
+}
+
+/// The writing half of a filesystem. A filesystem that does not adopt it gets EROFS for
+/// every write operation from the binding.
+public protocol WritableFileSystem: FileSystem {
+    /// Creates and opens a regular file (`O_CREAT`); `flags` are the open flags.
+    func create(parent: InodeNumber, name: String, mode: UInt32, flags: Int32) async throws -> (Entry, OpenReply)
+    /// Creates a regular file without opening it (`mknod`).
+    func mknod(parent: InodeNumber, name: String, mode: UInt32) async throws -> Entry
+    /// Writes `data` at `offset` and returns the count. Called on libfuse's thread: the
+    /// bytes are only valid during the call.
+    func write(inode: InodeNumber, handle: UInt64, offset: Int64, data: UnsafeRawBufferPointer) throws -> Int
+    func setattr(inode: InodeNumber, changes: AttributeChanges) async throws -> AttributeReply
+    func mkdir(parent: InodeNumber, name: String, mode: UInt32) async throws -> Entry
+    func rmdir(parent: InodeNumber, name: String) async throws
+    func unlink(parent: InodeNumber, name: String) async throws
+    /// `flags`: `RENAME_NOREPLACE` / `RENAME_EXCHANGE` from renameat2.
+    func rename(parent: InodeNumber, name: String, newParent: InodeNumber, newName: String, flags: UInt32) async throws
+    /// A `close()` of a descriptor of this open file.
+    func flush(inode: InodeNumber, handle: UInt64) async throws
+    func fsync(inode: InodeNumber, handle: UInt64, dataOnly: Bool) async throws
+}
+
+/// The `flags` of `rename` (renameat2(2); Glibc does not export the constants).
+public enum RenameFlag {
+    public static let noReplace: UInt32 = 1
+    public static let exchange: UInt32 = 2
+}
+
+/// The errno a refused write operation answers with.
+struct ReadOnlyError: ErrnoConvertible {
+    var errno: Int32 { EROFS }
+}
+
+extension FileSystem {
+    /// The writing half, when the filesystem has one.
+    var writable: (any WritableFileSystem)? { self as? any WritableFileSystem }
 }

@@ -40,6 +40,17 @@ struct Request: @unchecked Sendable {
         fuse_reply_open(raw, &info)
     }
 
+    /// The corresponding libfuse call is `fuse_reply_create`.
+    func reply(created entry: Entry, info: inout fuse_file_info) {
+        var parameters = fuse_entry_param()
+        parameters.ino = entry.attributes.inode
+        parameters.generation = entry.generation
+        parameters.attr = entry.attributes.stat
+        parameters.attr_timeout = entry.attributeTimeout
+        parameters.entry_timeout = entry.entryTimeout
+        fuse_reply_create(raw, &parameters, &info)
+    }
+
     /// The corresponding libfuse call is `fuse_reply_buf`.
     func reply(bytes: ArraySlice<UInt8>) {
         bytes.withUnsafeBytes { raw in

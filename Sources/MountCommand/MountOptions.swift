@@ -30,6 +30,10 @@ public struct MountOptionSpec: Sendable {
         .init(name: "dir_cache_ttl", kind: .value("SECONDS"), help: "how long folder listings are trusted (default: 60)"),
         .init(name: "cache_size", kind: .value("SIZE"), help: "memory for cached file content, e.g. 64M (default: 48M)"),
         .init(name: "read_ahead", kind: .value("SIZE"), help: "read-ahead window of sequential readers (default: 24M)"),
+        .init(name: "cache_dir", kind: .value("PATH"), help: "where files being written are staged (default: ~/.cache/adrivefs)"),
+        .init(name: "upload_wait", kind: .value("SECONDS"), help: "how long unmount waits for pending uploads (default: 600)"),
+        .init(name: "internal_upload", kind: .flag, help: "send upload bytes to the internal (in-region) upload URLs"),
+        .init(name: "no_rapid_upload", kind: .flag, help: "never try rapid upload (always send the bytes)"),
         .init(name: "ro", kind: .flagAndFuse, help: "mount read-only"),
         .init(name: "allow_other", kind: .fuse, help: "let other users access the mount"),
         .init(name: "default_permissions", kind: .fuse, help: "let the kernel check permissions against the mode bits"),
@@ -73,6 +77,10 @@ public struct MountOptions: Sendable, Equatable {
     public var cacheSize = 48 << 20
     public var readAhead = 24 << 20
     public var readOnly = false
+    public var cacheDirectory: String?
+    public var uploadWait: Double = 600
+    public var internalUpload = false
+    public var rapidUpload = true
     /// Handed to libfuse.
     public var fuseOptions: [String] = []
 
@@ -108,9 +116,13 @@ public struct MountOptions: Sendable, Equatable {
             fuseOptions.append(name)
         case .flag, .flagAndFuse:
             guard value == nil else { throw ParseError(description: "mount option '\(name)' takes no value") }
-            if name == "ro" {
+            switch name {
+            case "ro":
                 readOnly = true
                 fuseOptions.append("ro")
+            case "internal_upload": internalUpload = true
+            case "no_rapid_upload": rapidUpload = false
+            default: break
             }
         case .value:
             guard let value, !value.isEmpty else { throw ParseError(description: "mount option '\(name)' needs a value: \(name)=…") }
@@ -145,6 +157,10 @@ public struct MountOptions: Sendable, Equatable {
         case "cache_size":
             guard let bytes = Self.size(value), bytes >= 0 else { throw bad("a size like 64M") }
             cacheSize = bytes
+        case "cache_dir": cacheDirectory = value
+        case "upload_wait":
+            guard let number = Double(value), number >= 0 else { throw bad("a number of seconds") }
+            uploadWait = number
         case "read_ahead":
             guard let bytes = Self.size(value), bytes >= 0 else { throw bad("a size like 32M") }
             readAhead = bytes

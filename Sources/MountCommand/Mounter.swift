@@ -17,14 +17,22 @@ public enum Mounter {
 
     public static var defaultTokenFile: String { stateDirectory + "/refresh_token" }
 
+    /// The per-user cache directory (`$XDG_CACHE_HOME/adrivefs` or `~/.cache/adrivefs`).
+    public static var cacheDirectory: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let cache = environment["XDG_CACHE_HOME"], !cache.isEmpty { return cache + "/adrivefs" }
+        return (environment["HOME"] ?? NSHomeDirectory()) + "/.cache/adrivefs"
+    }
+
     /// Mounts and serves until unmounted. `ready` is called once the mount is live
     /// (nil error) or has failed (the error, one line).
     public static func run(_ request: MountRequest, ready: (String?) -> Void) -> Int32 {
         let logger = Logger(label: "adrivefs")
         let session: FUSESession
         let http: CurlHTTPClient
+        let fileSystem: DriveFileSystem
         do {
-            (session, http) = try prepare(request)
+            (session, http, fileSystem) = try prepare(request)
         } catch {
             ready("\(error)")
             return 1
@@ -34,13 +42,20 @@ public enum Mounter {
         // In the background: the stat inside blocks until the session below serves requests.
         let mountpoint = request.mountpoint
         DispatchQueue.global().async { FUSESession.raiseKernelReadahead(mountpoint: mountpoint, kilobytes: 2048) }
+        fileSystem.recoverPendingUploads()
         let status = session.run()
+        let wait = request.options.uploadWait
+        if case .success(let pending) = blocking({ await fileSystem.drain(timeout: wait) }), !pending.isEmpty {
+            logger.error("unmounting with \(pending.count) upload(s) still pending (kept for the next mount): \(pending.joined(separator: ", "))")
+        } else {
+            fileSystem.removeStagingDirectory()
+        }
         http.shutdown()
         logger.info("unmounted \(request.mountpoint)")
         return status == 0 ? 0 : 1
     }
 
-    static func prepare(_ request: MountRequest) throws -> (FUSESession, CurlHTTPClient) {
+    static func prepare(_ request: MountRequest) throws -> (FUSESession, CurlHTTPClient, DriveFileSystem) {
         let options = request.options
         let mountpoint = try checkMountpoint(request.mountpoint)
         let tokenFile = options.tokenFile ?? defaultTokenFile
@@ -57,7 +72,10 @@ public enum Mounter {
         let configuration = DriveFSConfiguration(
             rootID: options.rootID, uid: options.uid ?? getuid(), gid: options.gid ?? getgid(), umask: options.umask,
             directoryCacheTTL: options.directoryCacheTTL, cacheSize: options.cacheSize, readAhead: options.readAhead,
-            readOnly: options.readOnly)
+            readOnly: options.readOnly,
+            stagingDirectory: (options.cacheDirectory ?? cacheDirectory) + "/staging/\(getpid())",
+            journalDirectory: stateDirectory + "/pending",
+            uploadOptions: UploadOptions(rapid: options.rapidUpload, internalURLs: options.internalUpload))
         let fileSystem = DriveFileSystem(service: client, configuration: configuration)
         let started: Result<Void, any Error> = blocking {
             try await client.start()
@@ -71,7 +89,7 @@ public enum Mounter {
         do {
             let session = try FUSESession(fileSystem: fileSystem, options: fuseOptions, debug: request.debug)
             try session.mount(at: mountpoint)
-            return (session, http)
+            return (session, http, fileSystem)
         } catch {
             http.shutdown()
             throw UsageError("cannot mount on \(mountpoint): \(error)")

@@ -34,6 +34,14 @@ final class FakeDrive: DriveService {
         return slice
     }
     func space() async throws -> SpaceInfo { SpaceInfo(used: 10, total: 1 << 30) }
+
+    // Read-only: writing is tested through real mounts against the emulator.
+    static let readOnly = DriveError(.service, "read-only fake", status: 403, code: "ForbiddenNoPermission.File")
+    func createFolder(parentID: String, name: String) async throws -> DriveItem { throw Self.readOnly }
+    func rename(fileID: String, to name: String) async throws -> DriveItem { throw Self.readOnly }
+    func move(fileID: String, toParentID: String, newName: String?) async throws { throw Self.readOnly }
+    func trash(fileID: String) async throws { throw Self.readOnly }
+    func upload(path: String, parentID: String, name: String, options: UploadOptions) async throws -> UploadResult { throw Self.readOnly }
 }
 
 @Suite struct DriveFSUnitTests {

@@ -62,6 +62,7 @@ final class MountedDrive: @unchecked Sendable {
         process.arguments = ["adrive", mountpoint, "-f", "-o", (["endpoint=\(endpoint)", "token_file=\(tokenFile)"] + options).joined(separator: ",")]
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_CONFIG_HOME"] = stateDirectory
+        environment["XDG_CACHE_HOME"] = directory.appendingPathComponent("cache").path
         environment["ADRIVEFS_REFRESH_TOKEN"] = nil
         for (key, value) in extra { environment[key] = value }
         process.environment = environment

@@ -1,0 +1,516 @@
+import AliyunDrive
+import Foundation
+public import FUSE
+import Glibc
+import Logging
+
+/// Writing: files are written into a local staging file and uploaded on `flush`,
+/// `fsync` and the last `release` (see README "Semantics"). Folder and name changes go
+/// to the server at once.
+///
+/// Each inode with local content has one `StagedFile` and one chain of server work
+/// (`serialized`): an upload, a rename or an unlink of that file never overlap. Until its
+/// first upload a new file has a `local:` file_id and lives in `DirectoryCache`'s local
+/// entries; the upload swaps in the server's file_id, and the inode stays the same.
+extension DriveFileSystem: WritableFileSystem {
+    static let localPrefix = "local:"
+    /// The longest name the drive takes, in UTF-8 bytes.
+    static let maximumNameLength = 1024
+
+    // MARK: - Creating and opening
+
+    public func create(parent: InodeNumber, name: String, mode: UInt32, flags: Int32) async throws -> (Entry, OpenReply) {
+        do {
+            let (record, staged) = try await createLocal(parent: parent, name: name)
+            let handle = handles.withLock { handles in
+                staged.update { $0.writers += 1 }
+                return handles.add(OpenFile(staged: staged, writes: true, append: flags & O_APPEND != 0))
+            }
+            return (entry(record), OpenReply(handle: handle, keepCache: false))
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    public func mknod(parent: InodeNumber, name: String, mode: UInt32) async throws -> Entry {
+        do {
+            let (record, staged) = try await createLocal(parent: parent, name: name)
+            // No handle, so no flush will come: upload the empty file now.
+            try await commit(record.inode)
+            dropIfClean(record.inode, staged)
+            return entry(inodes.record(record.inode) ?? record)
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    /// A new, empty, dirty file with a `local:` id, visible in its folder at once.
+    private func createLocal(parent: InodeNumber, name: String) async throws -> (InodeTable.Record, StagedFile) {
+        try checkWritable()
+        try checkName(name)
+        let (folder, existing) = try await child(parent, name)
+        guard existing == nil else { throw DriveFSError.exists }
+        let current = now()
+        let item = DriveItem(
+            fileID: Self.localPrefix + UUID().uuidString, parentID: folder.item.fileID, name: name, isFolder: false, size: 0,
+            contentHash: nil, createdAt: current, updatedAt: current)
+        let staged = try StagedFile(directory: configuration.stagingDirectory, item: item, modified: current)
+        // A new file is uploaded even when it stays empty.
+        staged.update { $0.version = 1 }
+        // One lookup for the kernel's entry, one held by the staging file until it is dropped.
+        let record = inodes.inode(for: item, addingLookups: 2)
+        handles.withLock { $0.staged[record.inode] = staged }
+        directories.setLocal(item, in: folder.item.fileID)
+        return (record, staged)
+    }
+
+    /// `open` with write access or `O_TRUNC`: the handle writes into the inode's staging file.
+    func openForWriting(_ record: InodeTable.Record, flags: Int32) async throws -> OpenReply {
+        try checkWritable()
+        do {
+            let staged = try await stage(record, truncate: flags & O_TRUNC != 0)
+            return handles.withLock { handles in
+                staged.update { $0.writers += 1 }
+                handles.servedHash[record.inode] = nil
+                let file = OpenFile(staged: staged, writes: true, append: flags & O_APPEND != 0)
+                return OpenReply(handle: handles.add(file), keepCache: false)
+            }
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    /// The inode's staging file, made if needed: filled with the server's content, or
+    /// empty with `truncate`. Concurrent callers share one fill.
+    func stage(_ record: InodeTable.Record, truncate: Bool) async throws -> StagedFile {
+        let inode = record.inode
+        let (existing, filling): (StagedFile?, Task<StagedFile, any Error>?) = handles.withLock { handles in
+            if let staged = handles.staged[inode] { return (staged, nil) }
+            if let running = handles.staging[inode] { return (nil, running) }
+            let task = Task { try await self.fill(record, empty: truncate) }
+            handles.staging[inode] = task
+            return (nil, task)
+        }
+        let staged: StagedFile
+        if let existing {
+            staged = existing
+        } else if let filling {
+            staged = try await filling.value
+        } else {
+            throw DriveFSError.badHandle
+        }
+        if truncate, staged.snapshot.size > 0 { try staged.truncate(to: 0, now: now()) }
+        return staged
+    }
+
+    private func fill(_ record: InodeTable.Record, empty: Bool) async throws -> StagedFile {
+        let item = record.item
+        let staged: StagedFile
+        do {
+            staged = try StagedFile(directory: configuration.stagingDirectory, item: item, modified: item.updatedAt)
+        } catch {
+            handles.withLock { $0.staging[record.inode] = nil }
+            throw error
+        }
+        do {
+            if empty {
+                if item.size > 0 { staged.update { $0.version = 1 } }
+            } else {
+                var offset: Int64 = 0
+                while offset < item.size {
+                    let length = Int(min(Int64(configuration.chunkSize), item.size - offset))
+                    let bytes = try await service.read(fileID: item.fileID, offset: offset, length: length)
+                    guard bytes.count == length else { throw DriveFSError(errno: EIO, "short read while fetching \(item.name)") }
+                    try staged.fill(bytes, at: offset)
+                    offset += Int64(length)
+                }
+            }
+        } catch {
+            staged.remove()
+            handles.withLock { $0.staging[record.inode] = nil }
+            throw error
+        }
+        handles.withLock { handles in
+            handles.staged[record.inode] = staged
+            handles.staging[record.inode] = nil
+        }
+        inodes.addLookups([record.inode])
+        return staged
+    }
+
+    // MARK: - Writing
+
+    public func write(inode: InodeNumber, handle: UInt64, offset: Int64, data: UnsafeRawBufferPointer) throws -> Int {
+        guard let file = handles.withLock({ $0.files[handle] }), file.writes, let staged = file.staged else {
+            throw DriveFSError.badHandle
+        }
+        return try staged.write(data, at: offset, append: file.append, now: now())
+    }
+
+    public func setattr(inode: InodeNumber, changes: AttributeChanges) async throws -> AttributeReply {
+        do {
+            guard let record = inodes.record(inode) else { throw DriveFSError.notFound }
+            if let size = changes.size {
+                try checkWritable()
+                guard !record.item.isFolder else { throw DriveFSError.isDirectory }
+                guard size >= 0 else { throw DriveFSError.invalid }
+                let open = changes.handle.flatMap { handle in handles.withLock { $0.files[handle] } }
+                if let open, open.writes, let staged = open.staged {
+                    try staged.truncate(to: size, now: now())
+                } else {
+                    // truncate(2) by path: stage, cut, and upload unless a writer will.
+                    let staged = try await stage(record, truncate: size == 0)
+                    if staged.snapshot.size != size { try staged.truncate(to: size, now: now()) }
+                    if staged.snapshot.writers == 0 {
+                        try await commit(inode)
+                        dropIfClean(inode, staged)
+                    }
+                }
+            }
+            if let modified = changes.modified, let staged = handles.withLock({ $0.staged[inode] }) {
+                staged.update { $0.modified = modified }
+            }
+            // Mode, owner and times of server content are not stored by the drive: accepted, unchanged.
+            return AttributeReply(attributes: attributes(inodes.record(inode) ?? record), timeout: configuration.directoryCacheTTL)
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    public func flush(inode: InodeNumber, handle: UInt64) async throws {
+        guard let file = handles.withLock({ $0.files[handle] }), file.writes, let staged = file.staged, staged.isDirty else { return }
+        do {
+            try await commit(inode)
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    public func fsync(inode: InodeNumber, handle: UInt64, dataOnly: Bool) async throws {
+        guard let staged = handles.withLock({ $0.staged[inode] }), staged.isDirty else { return }
+        do {
+            try await commit(inode)
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    /// After the last writer closed: upload if a flush did not, then drop the staging
+    /// file once the server has its content.
+    func finishWriting(_ inode: InodeNumber, _ staged: StagedFile) async {
+        guard staged.snapshot.writers == 0 else { return }
+        if staged.isDirty { _ = try? await commit(inode) }
+        dropIfClean(inode, staged)
+    }
+
+    /// Forgets a staging file nobody writes and the server has (or that was unlinked).
+    func dropIfClean(_ inode: InodeNumber, _ staged: StagedFile) {
+        let dropped = handles.withLock { handles in
+            guard handles.staged[inode] === staged, !staged.isDirty, staged.snapshot.writers == 0, handles.commits[inode] == nil else {
+                return false
+            }
+            handles.staged[inode] = nil
+            return true
+        }
+        guard dropped else { return }
+        // Readers still holding it keep reading through its open descriptor.
+        staged.remove()
+        inodes.forget(inode, count: 1)
+    }
+
+    // MARK: - Uploading
+
+    /// Runs `work` after every earlier piece of server work on this inode.
+    func serialized(_ inode: InodeNumber, _ work: @escaping @Sendable () async throws -> Void) async throws {
+        let task: Task<Void, any Error> = handles.withLock { handles in
+            let previous = handles.commits[inode]
+            let task = Task {
+                _ = await previous?.result
+                try await work()
+            }
+            handles.commits[inode] = task
+            return task
+        }
+        let result = await task.result
+        handles.withLock { handles in
+            if handles.commits[inode] == task { handles.commits[inode] = nil }
+        }
+        try result.get()
+    }
+
+    /// Uploads the inode's content if it is dirty. A failure leaves the content staged and
+    /// schedules background retries (unless `retry` is false: the retry loop itself).
+    func commit(_ inode: InodeNumber, retry: Bool = true) async throws {
+        do {
+            try await serialized(inode) { try await self.upload(inode) }
+        } catch {
+            if retry { scheduleRetry(inode) }
+            throw error
+        }
+    }
+
+    private func upload(_ inode: InodeNumber) async throws {
+        guard let staged = handles.withLock({ $0.staged[inode] }), staged.isDirty else { return }
+        let start = staged.snapshot
+        let item = start.item
+        let replaces = item.fileID.hasPrefix(Self.localPrefix) ? nil : item.fileID
+        let path = displayPath(item)
+        staged.sync()
+        try journal.record(
+            .init(
+                id: staged.id, stagingPath: staged.path, parentID: item.parentID, name: item.name, replaces: replaces, displayPath: path,
+                owner: getpid()))
+        let result: UploadResult
+        do {
+            result = try await service.upload(path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions)
+        } catch {
+            logger.error("upload: \(path) failed: \(DriveFSError(error).description); content kept, will retry")
+            throw error
+        }
+        var uploaded = result.item
+        uploaded.parentID = item.parentID
+        uploaded.name = item.name
+        // The previous version goes only now that the new content is complete.
+        if let replaces { await trashReplaced(replaces, path: path) }
+        staged.update { state in
+            state.uploadedVersion = start.version
+            state.item = uploaded
+        }
+        inodes.replace(inode, with: uploaded)
+        directories.uploaded(uploaded, replacing: item.fileID)
+        journal.remove(id: staged.id)
+        space.withLock { $0 = nil }
+        let size = Self.formatSize(start.size)
+        if result.rapid {
+            logger.info("rapid upload: \(path) (\(size)) — 0 bytes sent")
+        } else {
+            logger.info("upload: \(path) (\(size)) — \(result.bytesSent) bytes sent")
+        }
+    }
+
+    private func trashReplaced(_ fileID: String, path: String) async {
+        do {
+            try await service.trash(fileID: fileID)
+        } catch {
+            logger.warning("upload: \(path): the previous version (\(fileID)) could not be moved to the trash: \(DriveFSError(error).description)")
+        }
+    }
+
+    /// Retries a failed upload in the background, the delay doubling up to 60 s, until it
+    /// succeeds or the content no longer needs it (unlinked, or uploaded by a later flush).
+    func scheduleRetry(_ inode: InodeNumber) {
+        guard handles.withLock({ $0.retrying.insert(inode).inserted }) else { return }
+        let first = configuration.uploadRetryDelay
+        Task {
+            var delay = first
+            while true {
+                try? await Task.sleep(for: .seconds(delay))
+                guard let staged = handles.withLock({ $0.staged[inode] }), staged.isDirty else { break }
+                do {
+                    try await commit(inode, retry: false)
+                    dropIfClean(inode, staged)
+                    break
+                } catch {
+                    delay = min(60, delay * 2)
+                }
+            }
+            _ = handles.withLock { $0.retrying.remove(inode) }
+        }
+    }
+
+    /// Waits up to `timeout` seconds for every pending upload (at unmount) and returns the
+    /// paths of those still pending.
+    public func drain(timeout: Double) async -> [String] {
+        let deadline = ContinuousClock.now + .seconds(timeout)
+        while true {
+            let dirty = handles.withLock { handles in
+                handles.staged.filter { $0.value.isDirty }.map { (inode: $0.key, staged: $0.value, busy: handles.commits[$0.key] != nil) }
+            }
+            if dirty.isEmpty { return [] }
+            if ContinuousClock.now >= deadline { return dirty.map { displayPath($0.staged.snapshot.item) }.sorted() }
+            for file in dirty where !file.busy {
+                Task { _ = try? await self.commit(file.inode, retry: false) }
+            }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    // MARK: - Names
+
+    public func mkdir(parent: InodeNumber, name: String, mode: UInt32) async throws -> Entry {
+        do {
+            try checkWritable()
+            try checkName(name)
+            let (folder, existing) = try await child(parent, name)
+            guard existing == nil else { throw DriveFSError.exists }
+            let item = try await service.createFolder(parentID: folder.item.fileID, name: name)
+            directories.update(folder.item.fileID) { $0.append(item) }
+            directories.seedEmpty(item.fileID)
+            return entry(inodes.inode(for: item, addingLookups: 1))
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    public func rmdir(parent: InodeNumber, name: String) async throws {
+        do {
+            try checkWritable()
+            let (folder, found) = try await child(parent, name)
+            guard let item = found else { throw DriveFSError.notFound }
+            guard item.isFolder else { throw DriveFSError.notDirectory }
+            try await checkEmpty(item)
+            try await service.trash(fileID: item.fileID)
+            directories.update(folder.item.fileID) { $0.removeAll { $0.fileID == item.fileID } }
+            directories.invalidate(item.fileID)
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    public func unlink(parent: InodeNumber, name: String) async throws {
+        do {
+            try checkWritable()
+            let (_, found) = try await child(parent, name)
+            guard let item = found else { throw DriveFSError.notFound }
+            guard !item.isFolder else { throw DriveFSError.isDirectory }
+            try await remove(item)
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    public func rename(parent: InodeNumber, name: String, newParent: InodeNumber, newName: String, flags: UInt32) async throws {
+        do {
+            try checkWritable()
+            try checkName(newName)
+            if flags & RenameFlag.exchange != 0 { throw DriveFSError.invalid }
+            let (_, found) = try await child(parent, name)
+            guard let source = found else { throw DriveFSError.notFound }
+            let (destination, target) = try await child(newParent, newName)
+            if let target {
+                if target.fileID == source.fileID { return }
+                if flags & RenameFlag.noReplace != 0 { throw DriveFSError.exists }
+                if target.isFolder, !source.isFolder { throw DriveFSError.isDirectory }
+                if !target.isFolder, source.isFolder { throw DriveFSError.notDirectory }
+                // The replaced entry goes to the trash (recoverable there) before the name is free.
+                if target.isFolder {
+                    try await checkEmpty(target)
+                    try await service.trash(fileID: target.fileID)
+                    directories.update(destination.item.fileID) { $0.removeAll { $0.fileID == target.fileID } }
+                } else {
+                    try await remove(target)
+                }
+            }
+            try await onFileChain(source) { current, staged, inode in
+                try await self.relocate(current, staged: staged, inode: inode, to: destination.item.fileID, name: newName)
+            }
+        } catch {
+            throw DriveFSError(error)
+        }
+    }
+
+    /// Runs `work` with the current item: on the inode's chain when it has local content
+    /// (so it cannot overlap an upload), else directly.
+    private func onFileChain(
+        _ item: DriveItem, _ work: @escaping @Sendable (DriveItem, StagedFile?, InodeNumber?) async throws -> Void
+    ) async throws {
+        let inode = inodes.inode(ofFileID: item.fileID)
+        guard let inode, let staged = handles.withLock({ $0.staged[inode] }) else {
+            try await work(item, nil, inode)
+            return
+        }
+        try await serialized(inode) { try await work(staged.snapshot.item, staged, inode) }
+        dropIfClean(inode, staged)
+    }
+
+    /// Unlinks a file: to the trash if it is on the server; local content is never uploaded.
+    private func remove(_ item: DriveItem) async throws {
+        try await onFileChain(item) { current, staged, _ in
+            if current.fileID.hasPrefix(Self.localPrefix) {
+                self.directories.setLocal(current, in: current.parentID, remove: true)
+            } else {
+                try await self.service.trash(fileID: current.fileID)
+                self.directories.update(current.parentID) { $0.removeAll { $0.fileID == current.fileID } }
+            }
+            if let staged {
+                staged.update { $0.unlinked = true }
+                self.journal.remove(id: staged.id)
+            }
+        }
+        space.withLock { $0 = nil }
+    }
+
+    private func relocate(_ item: DriveItem, staged: StagedFile?, inode: InodeNumber?, to folderID: String, name: String) async throws {
+        var moved = item
+        if item.fileID.hasPrefix(Self.localPrefix) {
+            directories.setLocal(item, in: item.parentID, remove: true)
+        } else if folderID == item.parentID {
+            moved = try await service.rename(fileID: item.fileID, to: name)
+        } else {
+            try await service.move(fileID: item.fileID, toParentID: folderID, newName: name == item.name ? nil : name)
+        }
+        moved.fileID = item.fileID
+        moved.parentID = folderID
+        moved.name = name
+        if moved.fileID.hasPrefix(Self.localPrefix) {
+            directories.setLocal(moved, in: folderID)
+        } else {
+            directories.update(item.parentID) { $0.removeAll { $0.fileID == item.fileID } }
+            directories.update(folderID) { items in
+                items.removeAll { $0.fileID == item.fileID }
+                items.append(moved)
+            }
+        }
+        staged?.update { $0.item = moved }
+        if let inode { inodes.replace(inode, with: moved) }
+    }
+
+    // MARK: - Helpers
+
+    func checkWritable() throws {
+        if configuration.readOnly { throw DriveFSError.readOnly }
+    }
+
+    func checkName(_ name: String) throws {
+        if name.utf8.count > Self.maximumNameLength { throw DriveFSError.nameTooLong }
+    }
+
+    /// A folder and the entry named `name` in it, if any.
+    private func child(_ parent: InodeNumber, _ name: String) async throws -> (folder: InodeTable.Record, item: DriveItem?) {
+        let folder = try folderRecord(parent)
+        let listing = try await directories.listing(folder.item.fileID)
+        return (folder, listing.byName[name])
+    }
+
+    /// ENOTEMPTY unless a fresh listing of the folder is empty.
+    private func checkEmpty(_ folder: DriveItem) async throws {
+        directories.invalidate(folder.fileID)
+        guard try await directories.listing(folder.fileID).entries.isEmpty else { throw DriveFSError.notEmpty }
+    }
+
+    /// `a/b/c.txt`, relative to the mount, for logs.
+    func displayPath(_ item: DriveItem) -> String {
+        var parts = [item.name]
+        var parent = item.parentID
+        while parent != configuration.rootID, parts.count < 64 {
+            guard let inode = inodes.inode(ofFileID: parent), let record = inodes.record(inode) else {
+                parts.append("…")
+                break
+            }
+            parts.append(record.item.name)
+            parent = record.item.parentID
+        }
+        return parts.reversed().joined(separator: "/")
+    }
+
+    static func formatSize(_ bytes: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024, unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(bytes) B" : String(format: "%.1f", value) + " " + units[unit]
+    }
+}

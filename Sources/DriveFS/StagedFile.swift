@@ -1,0 +1,113 @@
+import AliyunDrive
+import Foundation
+import Glibc
+import Synchronization
+
+/// The local copy of a file being written: a file under the staging directory that holds
+/// the whole content, plus what is known about it. Reads of the inode on this mount come
+/// from here while it exists; uploads read the file itself.
+///
+/// `version` counts changes; `uploadedVersion` is the version the server has, so the
+/// file is dirty while they differ. Writes are `pwrite`s on the caller's thread.
+final class StagedFile: Sendable {
+    struct State: Sendable {
+        /// Where the content belongs: parent, name, and the file_id the inode stands for
+        /// (a `local:` id until a new file is first uploaded).
+        var item: DriveItem
+        var size: Int64
+        var version: UInt64 = 0
+        var uploadedVersion: UInt64 = 0
+        /// Open handles that may write.
+        var writers = 0
+        var modified: Double
+        /// The name was unlinked: the content is never uploaded again.
+        var unlinked = false
+    }
+
+    /// The staging file's name; also names its journal entry.
+    let id: String
+    let path: String
+    private let descriptor: Int32
+    private let state: Mutex<State>
+
+    /// Creates an empty staging file in `directory` for `item`.
+    init(directory: String, item: DriveItem, modified: Double) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        id = UUID().uuidString
+        path = directory + "/" + id
+        descriptor = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            let code = errno
+            throw DriveFSError(errno: code == ENOSPC ? ENOSPC : EIO, "cannot create a staging file in \(directory): \(String(cString: strerror(code)))")
+        }
+        state = Mutex(State(item: item, size: 0, modified: modified))
+    }
+
+    deinit {
+        close(descriptor)
+    }
+
+    var snapshot: State { state.withLock { $0 } }
+    var isDirty: Bool { state.withLock { $0.version != $0.uploadedVersion && !$0.unlinked } }
+
+    func update<T>(_ change: (inout State) -> T) -> T { state.withLock { change(&$0) } }
+
+    /// Writes at `offset` (`append`: at the end) and returns the count.
+    func write(_ data: UnsafeRawBufferPointer, at offset: Int64, append: Bool, now: Double) throws -> Int {
+        try state.withLock { state in
+            let position = append ? state.size : offset
+            var done = 0
+            while done < data.count {
+                let count = pwrite(descriptor, data.baseAddress.map { $0 + done }, data.count - done, off_t(position + Int64(done)))
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw DriveFSError(errno: errno == ENOSPC ? ENOSPC : EIO, "staging write failed: \(String(cString: strerror(errno)))")
+                }
+                done += count
+            }
+            state.size = max(state.size, position + Int64(done))
+            state.version += 1
+            state.modified = now
+            return done
+        }
+    }
+
+    /// Sets the size (zero-filling growth), as `truncate` does.
+    func truncate(to size: Int64, now: Double) throws {
+        try state.withLock { state in
+            guard ftruncate(descriptor, off_t(size)) == 0 else {
+                throw DriveFSError(errno: EIO, "staging truncate failed: \(String(cString: strerror(errno)))")
+            }
+            state.size = size
+            state.version += 1
+            state.modified = now
+        }
+    }
+
+    /// Up to `size` bytes at `offset`.
+    func read(at offset: Int64, size: Int) throws -> [UInt8] {
+        let available = Int(max(0, min(Int64(size), snapshot.size - offset)))
+        guard available > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: available)
+        var done = 0
+        while done < available {
+            let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress.map { $0 + done }, available - done, off_t(offset + Int64(done))) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            done += count
+        }
+        return Array(bytes[0..<done])
+    }
+
+    /// Appends bytes fetched from the server while the file is being filled (no version change).
+    func fill(_ bytes: [UInt8], at offset: Int64) throws {
+        let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset)) }
+        guard written == bytes.count else { throw DriveFSError(errno: EIO, "staging write failed") }
+        state.withLock { $0.size = max($0.size, offset + Int64(bytes.count)) }
+    }
+
+    /// Makes the content durable before it is journaled.
+    func sync() { fsync(descriptor) }
+
+    func remove() { unlink(path) }
+}
