@@ -1,5 +1,6 @@
 import AliyunDrive
 import Foundation
+import Glibc
 import Synchronization
 
 /// Folder listings, trusted for `ttl` seconds. Concurrent requests for the same folder
@@ -60,7 +61,13 @@ final class DirectoryCache: Sendable {
                 return listing
             }
         } catch {
-            state.withLock { $0.inFlight[folderID] = nil }
+            // Stale beats nothing while the service is unreachable or failing; a folder
+            // that is gone is gone.
+            let stale = state.withLock { state in
+                state.inFlight[folderID] = nil
+                return state.listings[folderID]
+            }
+            if let stale, DriveFSError(error).errno != ENOENT { return stale }
             throw error
         }
     }

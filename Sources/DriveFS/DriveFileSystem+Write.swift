@@ -68,9 +68,8 @@ extension DriveFileSystem: WritableFileSystem {
     func openForWriting(_ record: InodeTable.Record, flags: Int32) async throws -> OpenReply {
         try checkWritable()
         do {
-            let staged = try await stage(record, truncate: flags & O_TRUNC != 0)
+            let staged = try await acquireWriter(record, truncate: flags & O_TRUNC != 0)
             return handles.withLock { handles in
-                staged.update { $0.writers += 1 }
                 handles.servedHash[record.inode] = nil
                 let file = OpenFile(staged: staged, writes: true, append: flags & O_APPEND != 0)
                 return OpenReply(handle: handles.add(file), keepCache: false)
@@ -80,14 +79,39 @@ extension DriveFileSystem: WritableFileSystem {
         }
     }
 
+    /// The inode's staging file with one more writer counted. Counting happens under the
+    /// handles lock together with a check that the file is still the inode's, so a
+    /// concurrent `dropIfClean` (a release finishing) can never drop it under a new writer.
+    func acquireWriter(_ record: InodeTable.Record, truncate: Bool) async throws -> StagedFile {
+        while true {
+            let staged = try await stage(record, empty: truncate)
+            let acquired = handles.withLock { handles in
+                guard handles.staged[record.inode] === staged else { return false }
+                staged.update { $0.writers += 1 }
+                return true
+            }
+            guard acquired else { continue }
+            if truncate, staged.snapshot.size > 0 {
+                do {
+                    try staged.truncate(to: 0, now: now())
+                } catch {
+                    staged.update { $0.writers -= 1 }
+                    throw error
+                }
+            }
+            return staged
+        }
+    }
+
     /// The inode's staging file, made if needed: filled with the server's content, or
-    /// empty with `truncate`. Concurrent callers share one fill.
-    func stage(_ record: InodeTable.Record, truncate: Bool) async throws -> StagedFile {
+    /// left empty with `empty` (the caller truncates it anyway). Concurrent callers share
+    /// one fill.
+    private func stage(_ record: InodeTable.Record, empty: Bool) async throws -> StagedFile {
         let inode = record.inode
         let (existing, filling): (StagedFile?, Task<StagedFile, any Error>?) = handles.withLock { handles in
             if let staged = handles.staged[inode] { return (staged, nil) }
             if let running = handles.staging[inode] { return (nil, running) }
-            let task = Task { try await self.fill(record, empty: truncate) }
+            let task = Task { try await self.fill(record, empty: empty) }
             handles.staging[inode] = task
             return (nil, task)
         }
@@ -99,7 +123,6 @@ extension DriveFileSystem: WritableFileSystem {
         } else {
             throw DriveFSError.badHandle
         }
-        if truncate, staged.snapshot.size > 0 { try staged.truncate(to: 0, now: now()) }
         return staged
     }
 
@@ -158,10 +181,15 @@ extension DriveFileSystem: WritableFileSystem {
                 if let open, open.writes, let staged = open.staged {
                     try staged.truncate(to: size, now: now())
                 } else {
-                    // truncate(2) by path: stage, cut, and upload unless a writer will.
-                    let staged = try await stage(record, truncate: size == 0)
-                    if staged.snapshot.size != size { try staged.truncate(to: size, now: now()) }
-                    if staged.snapshot.writers == 0 {
+                    // truncate(2) by path: a writer for the moment; upload unless another writer will.
+                    let staged = try await acquireWriter(record, truncate: size == 0)
+                    let result = Result { if staged.snapshot.size != size { try staged.truncate(to: size, now: now()) } }
+                    let last = staged.update { state in
+                        state.writers -= 1
+                        return state.writers == 0
+                    }
+                    try result.get()
+                    if last {
                         try await commit(inode)
                         dropIfClean(inode, staged)
                     }

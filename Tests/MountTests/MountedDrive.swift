@@ -99,6 +99,16 @@ final class MountedDrive: @unchecked Sendable {
         process = nil
     }
 
+    /// kill -9 of the daemon (a crash), then a lazy unmount of what it left.
+    func killDaemon() async {
+        if let process {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        process = nil
+        _ = try? Self.run(["fusermount3", "-u", "-z", mountpoint])
+    }
+
     /// Stops everything and checks the daemon's log.
     func finish() async {
         await unmount()
@@ -137,6 +147,7 @@ final class MountedDrive: @unchecked Sendable {
         return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
     }
 
+    @discardableResult
     func shell(_ arguments: String...) throws -> String {
         let (status, out, err) = try Self.run(Array(arguments))
         guard status == 0 else { throw TestDriveError("\(arguments.joined(separator: " ")) failed (\(status)): \(err)") }

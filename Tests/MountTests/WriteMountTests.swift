@@ -1,0 +1,405 @@
+import Crypto
+import DriveEmulator
+import EmulatorTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// Writing through a real mount with ordinary tools, checked against what the emulator
+/// (the server) ends up holding.
+@Suite(.serialized, .enabled(if: FUSEAvailability.canMount, "\(FUSEAvailability.problem ?? "")"))
+struct WriteMountTests {
+    static func sha1(_ bytes: [UInt8]) -> String { Insecure.SHA1.hash(data: bytes).map { String(format: "%02X", $0) }.joined() }
+
+    @Test func copiedTreeArrivesWithEveryHashAndDfCountsIt() async throws {
+        try await withMount { m in
+            let files: [(String, [UInt8])] = [
+                ("tree/empty.txt", []),
+                ("tree/small.txt", Array("hello, drive\n".utf8)),
+                ("tree/a/b/medium.bin", testBytes(3 << 20, seed: 7)),
+                ("tree/a/big.bin", testBytes(25 << 20, seed: 8)),
+                ("tree/文档/说明 with space.txt", Array("中文内容\n".utf8)),
+            ]
+            let source = m.directory.appendingPathComponent("src").path
+            for (path, bytes) in files {
+                let url = URL(fileURLWithPath: source + "/" + path)
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try Data(bytes).write(to: url)
+            }
+            let usedBefore = try used(m)
+            try m.shell("cp", "-r", source + "/tree", m.mountpoint + "/")
+            for (path, bytes) in files {
+                let remote = try #require(try await remoteFile(m, "/" + path), "\(path) is not on the server")
+                #expect(remote["size"] as? Int == bytes.count, "\(path)")
+                #expect((remote["content_hash"] as? String)?.uppercased() == Self.sha1(bytes), "\(path)")
+                #expect(try m.shell("sha1sum", m.path(path)).hasPrefix(Self.sha1(bytes).lowercased()))
+            }
+            #expect(try m.shell("find", m.path("tree"), "-type", "f").split(separator: "\n").count == files.count)
+            let written = files.reduce(0) { $0 + $1.1.count }
+            let usedAfter = try used(m)
+            #expect(usedAfter - usedBefore >= written - 4096 * files.count, "used \(usedBefore) → \(usedAfter)")
+            #expect(m.daemonLog.contains("upload: tree/a/big.bin (25.0 MiB) — \(25 << 20) bytes sent"))
+        }
+    }
+
+    @Test func contentTheDriveHasIsRapidUploadedWithoutSendingBytes() async throws {
+        try await withMount { m in
+            let video = try await m.remoteBytes("/Videos/sample.mp4")
+            let local = m.directory.appendingPathComponent("copy.mp4").path
+            try Data(video).write(to: URL(fileURLWithPath: local))
+            let before = try await m.drive.stats()["bytes_uploaded"] as? Int ?? -1
+            try m.shell("cp", local, m.path("Music/copy.mp4"))
+            let after = try await m.drive.stats()["bytes_uploaded"] as? Int ?? -2
+            #expect(after == before)
+            let remote = try #require(try await remoteFile(m, "/Music/copy.mp4"))
+            #expect((remote["content_hash"] as? String)?.uppercased() == Self.sha1(video))
+            #expect(m.daemonLog.contains("rapid upload: Music/copy.mp4 (64.0 MiB) — 0 bytes sent"))
+            // With rapid upload off, the same copy sends every byte.
+            await m.unmount()
+            try await m.mount(options: ["no_rapid_upload"])
+            try m.shell("cp", local, m.path("Music/copy2.mp4"))
+            let sent = try await m.drive.stats()["bytes_uploaded"] as? Int ?? 0
+            #expect(sent - after == video.count)
+        }
+    }
+
+    /// Thousands of seeded random operations on a file on the mount and on a local
+    /// reference file; after each step the two must hold the same bytes.
+    @Test func randomizedWritesTruncatesAndAppendsMatchALocalReference() async throws {
+        try await withMount { m in
+            let mounted = m.path("random.bin")
+            let reference = m.directory.appendingPathComponent("reference.bin").path
+            var random = SeededRandom(seed: 20_261_125)
+            var pair = try FilePair(mounted, reference, flags: O_CREAT | O_RDWR)
+            var appender = try FilePair(mounted, reference, flags: O_WRONLY | O_APPEND)
+            let limit = 256 << 10
+            var history: [String] = []
+            for step in 0..<3000 {
+                let size = try pair.size()
+                let choice = random.next(100)
+                history.append("\(step):\(choice) size \(size)")
+                switch choice {
+                case 0..<50:
+                    let bytes = random.bytes(1 + random.next(12 << 10))
+                    let offset = random.next(min(limit, size + (8 << 10)) + 1)
+                    history[history.count - 1] += " pwrite \(bytes.count)@\(offset)"
+                    try pair.pwrite(bytes, at: offset)
+                case 50..<65:
+                    let bytes = random.bytes(1 + random.next(4 << 10))
+                    history[history.count - 1] += " append \(bytes.count)"
+                    try appender.write(bytes)
+                case 65..<75:
+                    let length = random.next(min(limit, size + (16 << 10)) + 1)
+                    history[history.count - 1] += " ftruncate \(length)"
+                    try pair.truncate(length)
+                case 75..<78:
+                    // truncate(2) by path while the file is open.
+                    let length = random.next(size + 1)
+                    history[history.count - 1] += " truncate \(length)"
+                    #expect(Glibc.truncate(mounted, off_t(length)) == 0)
+                    #expect(Glibc.truncate(reference, off_t(length)) == 0)
+                case 78..<83:
+                    // Close everything (uploads) and reopen, sometimes with O_TRUNC.
+                    history[history.count - 1] += " reopen"
+                    pair.close()
+                    appender.close()
+                    pair = try FilePair(mounted, reference, flags: O_RDWR | (random.next(4) == 0 ? O_TRUNC : 0))
+                    appender = try FilePair(mounted, reference, flags: O_WRONLY | O_APPEND)
+                default:
+                    let offset = random.next(size + 1)
+                    let length = random.next(64 << 10)
+                    #expect(try pair.pread(offset, length) == pair.preadReference(offset, length), "step \(step)")
+                }
+                let mountedBytes = try pair.contents()
+                let referenceBytes = try pair.referenceContents()
+                if mountedBytes != referenceBytes {
+                    let first = zip(mountedBytes, referenceBytes).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1
+                    Issue.record("step \(step): mount has \(mountedBytes.count) bytes, reference \(referenceBytes.count), first difference at \(first); \(history.suffix(12))")
+                    break
+                }
+            }
+            pair.close()
+            appender.close()
+            let expected = try [UInt8](Data(contentsOf: URL(fileURLWithPath: reference)))
+            let remote = try #require(try await remoteFile(m, "/random.bin"))
+            #expect(remote["size"] as? Int == expected.count)
+            #expect((remote["content_hash"] as? String)?.uppercased() == Self.sha1(expected))
+            // One file on the server: every replaced version went to the trash.
+            #expect(try await names(m, "root").filter { $0 == "random.bin" }.count == 1)
+        }
+    }
+
+    @Test func renameMovesAndReplaces() async throws {
+        try await withMount { m in
+            try m.shell("sh", "-c", "echo A > '\(m.path("a.txt"))' && echo B > '\(m.path("b.txt"))'")
+            try m.shell("mv", m.path("a.txt"), m.path("b.txt"))
+            #expect(try m.shell("cat", m.path("b.txt")) == "A\n")
+            #expect(try m.shell("ls", m.mountpoint).split(separator: "\n").contains("a.txt") == false)
+            #expect(try await names(m, "root").filter { $0 == "b.txt" || $0 == "a.txt" } == ["b.txt"])
+            #expect((try await remoteFile(m, "/b.txt"))?["content_hash"] as? String == Self.sha1(Array("A\n".utf8)))
+            // Across folders, with a new name; then the folder itself.
+            try m.shell("mkdir", m.path("dir"))
+            try m.shell("mv", m.path("b.txt"), m.path("dir/c.txt"))
+            #expect(try await remoteFile(m, "/b.txt") == nil)
+            #expect(try await remoteFile(m, "/dir/c.txt") != nil)
+            try m.shell("mv", m.path("dir"), m.path("Documents/dir2"))
+            #expect(try m.shell("cat", m.path("Documents/dir2/c.txt")) == "A\n")
+            #expect(try await remoteFile(m, "/Documents/dir2/c.txt") != nil)
+            // The editor pattern: write a temporary file, rename it over the original.
+            try m.shell("sh", "-c", "printf 'edited' > '\(m.path("Documents/.notes.md.swp"))'")
+            try m.shell("mv", m.path("Documents/.notes.md.swp"), m.path("Documents/notes.md"))
+            #expect(try m.shell("cat", m.path("Documents/notes.md")) == "edited")
+            #expect((try await remoteFile(m, "/Documents/notes.md"))?["content_hash"] as? String == Self.sha1(Array("edited".utf8)))
+            // A file renamed while still open for writing lands under its new name.
+            let fd = open(m.path("open.txt"), O_CREAT | O_WRONLY, 0o644)
+            #expect(fd >= 0)
+            _ = "still open".withCString { Glibc.write(fd, $0, 10) }
+            try m.shell("mv", m.path("open.txt"), m.path("Music/moved.txt"))
+            #expect(Glibc.close(fd) == 0)
+            #expect((try await remoteFile(m, "/Music/moved.txt"))?["content_hash"] as? String == Self.sha1(Array("still open".utf8)))
+            #expect(try await remoteFile(m, "/open.txt") == nil)
+        }
+    }
+
+    @Test func unlinkRmdirAndNameErrors() async throws {
+        try await withMount { m in
+            try m.shell("mkdir", "-p", m.path("d/e"))
+            try m.shell("sh", "-c", "echo x > '\(m.path("d/f.txt"))'")
+            #expect(try stderr(["rmdir", m.path("d")]).contains("Directory not empty"))
+            #expect(try stderr(["rmdir", m.path("d/f.txt")]).contains("Not a directory"))
+            #expect(try stderr(["rm", m.path("d/e")]).contains("Is a directory"))
+            #expect(try stderr(["mkdir", m.path("d/e")]).contains("File exists"))
+            #expect(try stderr(["touch", m.path(String(repeating: "n", count: 1025))]).contains("File name too long"))
+            // Longer than most local filesystems allow, within the drive's 1024 bytes.
+            let long = String(repeating: "名", count: 300)
+            try m.shell("touch", m.path(long))
+            #expect(try await remoteFile(m, "/" + long) != nil)
+            try m.shell("rm", m.path("d/f.txt"))
+            #expect(try await remoteFile(m, "/d/f.txt") == nil)
+            #expect(try stderr(["cat", m.path("d/f.txt")]).contains("No such file"))
+            try m.shell("rmdir", m.path("d/e"))
+            try m.shell("rmdir", m.path("d"))
+            #expect(try await remoteFile(m, "/d") == nil)
+            // A name can be used again at once, and rm -r takes a whole tree.
+            try m.shell("mkdir", "-p", m.path("d/x/y"))
+            try m.shell("sh", "-c", "echo 1 > '\(m.path("d/x/y/1"))'; echo 2 > '\(m.path("d/x/2"))'")
+            try m.shell("rm", "-r", m.path("d"))
+            #expect(try await remoteFile(m, "/d") == nil)
+            #expect(try m.shell("ls", m.mountpoint).split(separator: "\n").contains("d") == false)
+        }
+    }
+
+    @Test func uploadsSurviveExpiringPartURLsThrottlingAndDrops() async throws {
+        try await withMount(allow: ["retry"]) { m in
+            let bytes = testBytes(35 << 20, seed: 11)
+            let local = m.directory.appendingPathComponent("big.bin").path
+            try Data(bytes).write(to: URL(fileURLWithPath: local))
+            _ = try await m.drive.hook("faults", [
+                "seed": 5, "upload_url_ttl": 2,
+                "rules": [
+                    ["path": "/oss/u/*", "kind": "drop_after", "bytes": 2_000_000, "count": 2],
+                    ["path": "/oss/u/*", "status": 429, "probability": 0.3, "retry_after_ms": 50],
+                    ["path": "/adrive/v2/file/createWithFolders", "status": 503, "count": 1],
+                    ["path": "/v2/file/get_upload_url", "status": 429, "count": 1, "retry_after_ms": 50],
+                ],
+            ])
+            try m.shell("cp", local, m.path("big.bin"))
+            let remote = try #require(try await remoteFile(m, "/big.bin"))
+            #expect((remote["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
+            let requests = try await m.drive.stats()["requests"] as? [String: Any] ?? [:]
+            #expect(requests["/v2/file/get_upload_url"] as? Int ?? 0 >= 1)
+        }
+    }
+
+    @Test func internalUploadSendsPartsToTheInternalURLs() async throws {
+        try await withMount(options: ["internal_upload"]) { m in
+            let bytes = testBytes(3 << 20, seed: 12)
+            let local = m.directory.appendingPathComponent("internal.bin").path
+            try Data(bytes).write(to: URL(fileURLWithPath: local))
+            try m.shell("cp", local, m.path("internal.bin"))
+            let stats = try await m.drive.stats()
+            #expect(stats["bytes_uploaded_internal"] as? Int == bytes.count)
+            #expect((try await remoteFile(m, "/internal.bin"))?["content_hash"] as? String == Self.sha1(bytes))
+        }
+    }
+
+    @Test func closeWhileTheServerIsDownFailsThenTheContentArrivesLater() async throws {
+        let allow = ["upload", "unreachable", "connect", "retry", "failed"]
+        try await withMount(options: ["dir_cache_ttl=0"], allow: allow) { m in
+            let bytes = testBytes(300_000, seed: 13)
+            let fd = open(m.path("outage.bin"), O_CREAT | O_WRONLY, 0o644)
+            #expect(fd >= 0)
+            #expect(bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count)
+            await m.drive.emulator.goOffline()
+            let closed = Glibc.close(fd)
+            let closeError = errno
+            #expect(closed == -1 && closeError == EIO)
+            // Still there on the mount, with its new content.
+            #expect(try m.shell("sha1sum", m.path("outage.bin")).hasPrefix(Self.sha1(bytes).lowercased()))
+            try await m.drive.emulator.goOnline()
+            var remote: JSON?
+            for _ in 0..<120 where remote == nil {
+                try await Task.sleep(for: .milliseconds(500))
+                remote = try await remoteFile(m, "/outage.bin")
+            }
+            #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
+        }
+    }
+
+    @Test func aKilledDaemonsUploadIsFinishedByTheNextMount() async throws {
+        try await withMount(allow: ["upload", "retry"]) { m in
+            let bytes = testBytes(30 << 20, seed: 14)
+            let local = m.directory.appendingPathComponent("crash.bin").path
+            try Data(bytes).write(to: URL(fileURLWithPath: local))
+            // The second part never completes: the upload is in flight when the daemon dies.
+            _ = try await m.drive.hook("faults", ["rules": [["path": "/oss/u/*", "kind": "stall_after", "bytes": 1_000_000, "count": 100]]])
+            let copy = Process()
+            copy.executableURL = URL(fileURLWithPath: "/bin/cp")
+            copy.arguments = [local, m.path("crash.bin")]
+            try copy.run()
+            let journal = m.stateDirectory + "/adrivefs/pending"
+            for _ in 0..<200 where ((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).isEmpty {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).count == 1)
+            await m.killDaemon()
+            copy.waitUntilExit()
+            _ = try await m.drive.http.execute(.init(method: "DELETE", url: m.drive.base + "/__emulator/faults"))
+            try await m.mount()
+            var remote: JSON?
+            for _ in 0..<120 where remote == nil {
+                try await Task.sleep(for: .milliseconds(500))
+                remote = try await remoteFile(m, "/crash.bin")
+            }
+            #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).isEmpty)
+            #expect(m.daemonLog.contains("(recovered): crash.bin"))
+        }
+    }
+
+    @Test func readOnlyMountRefusesEveryWrite() async throws {
+        try await withMount(options: ["ro"]) { m in try await checkReadOnly(m) }
+    }
+
+    func checkReadOnly(_ m: MountedDrive) async throws {
+        let attempts: [[String]] = [
+            ["touch", m.path("new.txt")], ["sh", "-c", "echo x >> '\(m.path("README.txt"))'"], ["mkdir", m.path("dir")],
+            ["rm", m.path("README.txt")], ["mv", m.path("README.txt"), m.path("R.txt")], ["truncate", "-s", "0", m.path("README.txt")],
+            ["rmdir", m.path("Music")],
+        ]
+        for command in attempts {
+            let error = try stderr(command)
+            #expect(error.contains("Read-only file system"), "\(command)")
+        }
+        let readme = try await remoteFile(m, "/README.txt")
+        #expect(readme?["size"] as? Int == 243)
+        let created = try await remoteFile(m, "/new.txt")
+        #expect(created == nil)
+    }
+
+    // MARK: - Helpers
+
+    /// The server's file object at a drive path, or nil when there is none.
+    func remoteFile(_ m: MountedDrive, _ path: String) async throws -> JSON? {
+        let (status, file) = try await m.drive.post("/v2/file/get_by_path", ["drive_id": m.drive.driveID, "file_path": path])
+        return status == 200 ? file : nil
+    }
+
+    func names(_ m: MountedDrive, _ folder: String) async throws -> [String] {
+        try await m.drive.listAll(folder).0.compactMap { $0["name"] as? String }
+    }
+
+    /// Bytes in use according to statfs on the mount.
+    func used(_ m: MountedDrive) throws -> Int {
+        let fields = try m.shell("stat", "-f", "-c", "%b %f %S", m.mountpoint).split(separator: " ")
+            .compactMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        return (fields[0] - fields[1]) * fields[2]
+    }
+
+    /// A command's standard error; it must fail.
+    func stderr(_ arguments: [String]) throws -> String {
+        let (status, _, error) = try MountedDrive.run(arguments)
+        #expect(status != 0, "\(arguments) succeeded")
+        return error
+    }
+}
+
+/// The same operations on a file on the mount and on a local reference.
+struct FilePair {
+    let mounted: Int32
+    let reference: Int32
+
+    init(_ mountedPath: String, _ referencePath: String, flags: Int32) throws {
+        mounted = open(mountedPath, flags | O_CLOEXEC, 0o644)
+        reference = open(referencePath, flags | O_CLOEXEC, 0o644)
+        guard mounted >= 0, reference >= 0 else { throw TestDriveError("open failed: \(String(cString: strerror(errno)))") }
+    }
+
+    func size() throws -> Int {
+        var info = stat()
+        guard fstat(reference, &info) == 0 else { throw TestDriveError("fstat failed") }
+        return Int(info.st_size)
+    }
+
+    func pwrite(_ bytes: [UInt8], at offset: Int) throws {
+        for fd in [mounted, reference] {
+            let count = bytes.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress, $0.count, off_t(offset)) }
+            guard count == bytes.count else { throw TestDriveError("pwrite returned \(count): \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    func write(_ bytes: [UInt8]) throws {
+        for fd in [mounted, reference] {
+            let count = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            guard count == bytes.count else { throw TestDriveError("write returned \(count): \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    func truncate(_ length: Int) throws {
+        for fd in [mounted, reference] where ftruncate(fd, off_t(length)) != 0 {
+            throw TestDriveError("ftruncate failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    func pread(_ offset: Int, _ length: Int) throws -> [UInt8] { try Self.read(mounted, offset, length) }
+    func preadReference(_ offset: Int, _ length: Int) throws -> [UInt8] { try Self.read(reference, offset, length) }
+    func contents() throws -> [UInt8] { try Self.read(mounted, 0, Int.max / 2) }
+    func referenceContents() throws -> [UInt8] { try Self.read(reference, 0, Int.max / 2) }
+
+    static func read(_ fd: Int32, _ offset: Int, _ length: Int) throws -> [UInt8] {
+        var result: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while result.count < length {
+            let want = min(buffer.count, length - result.count)
+            let count = buffer.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress, want, off_t(offset + result.count)) }
+            guard count >= 0 else { throw TestDriveError("pread failed: \(String(cString: strerror(errno)))") }
+            if count == 0 { break }
+            result += buffer[0..<count]
+        }
+        return result
+    }
+
+    func close() {
+        _ = Glibc.close(mounted)
+        _ = Glibc.close(reference)
+    }
+}
+
+/// SplitMix64: reproducible runs from a seed.
+struct SeededRandom {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+
+    mutating func nextWord() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// 0..<bound (0 when bound is 0).
+    mutating func next(_ bound: Int) -> Int { bound <= 0 ? 0 : Int(nextWord() % UInt64(bound)) }
+
+    mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8(truncatingIfNeeded: nextWord()) } }
+}
