@@ -43,7 +43,11 @@ extension AliyunDriveClient {
     /// Uploads the file at `path` (which must not change meanwhile) as `name` in
     /// `parentID`. A same-named entry is left alone (`check_name_mode: ignore`): replacing
     /// it is the caller's business once this new file is complete.
-    public func upload(path: String, parentID: String, name: String, options: UploadOptions = UploadOptions()) async throws -> UploadResult {
+    /// `contentHash`, when the caller already knows the file's SHA-1 (uppercase hex), saves
+    /// hashing the file again and the pre-hash probe.
+    public func upload(
+        path: String, parentID: String, name: String, options: UploadOptions = UploadOptions(), contentHash: String? = nil
+    ) async throws -> UploadResult {
         let file = try LocalFile(path: path)
         defer { file.close() }
         let size = file.size
@@ -53,10 +57,10 @@ extension AliyunDriveClient {
             "drive_id": driveID, "parent_file_id": parentID, "name": name, "type": "file", "check_name_mode": "ignore",
             "size": size, "part_info_list": (1...partCount).map { ["part_number": $0] as [String: any Sendable] },
         ]
-        var fullHash: String?
+        var fullHash = contentHash
         var session: [String: Any]
         if options.rapid {
-            if size > options.probeThreshold {
+            if size > options.probeThreshold && fullHash == nil {
                 var probe = body
                 probe["pre_hash"] = try file.sha1(prefix: RapidUpload.preHashPrefix)
                 do {

@@ -47,3 +47,19 @@ extension Digest {
         return String(decoding: out, as: UTF8.self)
     }
 }
+
+/// A running SHA-1 of content written in order (the staging file's follower feeds it),
+/// so an upload can start with the content hash already known.
+///
+/// `@unchecked`: `Insecure.SHA1` is a value type (its digest context is copied on write)
+/// that swift-crypto does not mark `Sendable`.
+public struct ContentHasher: @unchecked Sendable {
+    private var hasher = Insecure.SHA1()
+
+    public init() {}
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+
+    /// Uppercase hex of the digest so far (the hasher itself carries on).
+    public var hexDigest: String { hasher.finalize().hexUppercased }
+}

@@ -27,7 +27,7 @@ extension DriveFileSystem {
         for attempt in 1... {
             do {
                 let result = try await service.upload(
-                    path: entry.stagingPath, parentID: entry.parentID, name: entry.name, options: configuration.uploadOptions)
+                    path: entry.stagingPath, parentID: entry.parentID, name: entry.name, options: configuration.uploadOptions, contentHash: nil)
                 if let replaces = entry.replaces { try? await service.trash(fileID: replaces) }
                 journal.remove(id: entry.id)
                 Glibc.unlink(entry.stagingPath)

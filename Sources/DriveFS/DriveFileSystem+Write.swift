@@ -290,7 +290,9 @@ extension DriveFileSystem: WritableFileSystem {
                 owner: getpid()))
         let result: UploadResult
         do {
-            result = try await service.upload(path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions)
+            let hash = await staged.contentHash()
+            result = try await service.upload(
+                path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions, contentHash: hash)
         } catch {
             logger.error("upload: \(path) failed: \(DriveFSError(error).description); content kept, will retry")
             throw error

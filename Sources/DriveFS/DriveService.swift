@@ -13,8 +13,9 @@ public protocol DriveService: Sendable {
     func rename(fileID: String, to name: String) async throws -> DriveItem
     func move(fileID: String, toParentID: String, newName: String?) async throws
     func trash(fileID: String) async throws
-    /// Uploads a local file as a new entry beside any same-named one.
-    func upload(path: String, parentID: String, name: String, options: UploadOptions) async throws -> UploadResult
+    /// Uploads a local file as a new entry beside any same-named one; `contentHash` is its
+    /// SHA-1 when already known.
+    func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: String?) async throws -> UploadResult
 }
 
 extension AliyunDriveClient: DriveService {}

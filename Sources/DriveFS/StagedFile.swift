@@ -22,6 +22,20 @@ final class StagedFile: Sendable {
         var modified: Double
         /// The name was unlinked: the content is never uploaded again.
         var unlinked = false
+        var hash = HashProgress()
+    }
+
+    /// The SHA-1 of the content, computed by a follower task that reads what was written
+    /// (from the page cache) right behind the writer, so an upload at close need not read
+    /// the file again. A write or truncate below what the follower has claimed makes it
+    /// give up; the upload then hashes the file itself.
+    struct HashProgress: Sendable {
+        var hasher = ContentHasher()
+        /// Bytes hashed so far.
+        var done: Int64 = 0
+        /// End of the range the follower is reading (writes below it invalidate).
+        var claim: Int64 = 0
+        var valid = true
     }
 
     /// The staging file's name; also names its journal entry.
@@ -29,6 +43,7 @@ final class StagedFile: Sendable {
     let path: String
     private let descriptor: Int32
     private let state: Mutex<State>
+    private let wake: AsyncStream<Void>.Continuation
 
     /// Creates an empty staging file in `directory` for `item`.
     init(directory: String, item: DriveItem, modified: Double) throws {
@@ -41,9 +56,19 @@ final class StagedFile: Sendable {
             throw DriveFSError(errno: code == ENOSPC ? ENOSPC : EIO, "cannot create a staging file in \(directory): \(String(cString: strerror(code)))")
         }
         state = Mutex(State(item: item, size: 0, modified: modified))
+        let (stream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.wake = wake
+        Task { [weak self] in
+            var buffer = [UInt8](repeating: 0, count: 4 << 20)
+            for await _ in stream {
+                guard let self else { return }
+                self.followWrites(&buffer)
+            }
+        }
     }
 
     deinit {
+        wake.finish()
         close(descriptor)
     }
 
@@ -54,8 +79,10 @@ final class StagedFile: Sendable {
 
     /// Writes at `offset` (`append`: at the end) and returns the count.
     func write(_ data: UnsafeRawBufferPointer, at offset: Int64, append: Bool, now: Double) throws -> Int {
-        try state.withLock { state in
+        defer { wake.yield() }
+        return try state.withLock { state in
             let position = append ? state.size : offset
+            if position < state.hash.claim { state.hash.valid = false }
             var done = 0
             while done < data.count {
                 let count = pwrite(descriptor, data.baseAddress.map { $0 + done }, data.count - done, off_t(position + Int64(done)))
@@ -74,7 +101,9 @@ final class StagedFile: Sendable {
 
     /// Sets the size (zero-filling growth), as `truncate` does.
     func truncate(to size: Int64, now: Double) throws {
+        defer { wake.yield() }
         try state.withLock { state in
+            if size < state.hash.claim { state.hash.valid = false }
             guard ftruncate(descriptor, off_t(size)) == 0 else {
                 throw DriveFSError(errno: EIO, "staging truncate failed: \(String(cString: strerror(errno)))")
             }
@@ -104,6 +133,52 @@ final class StagedFile: Sendable {
         let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset)) }
         guard written == bytes.count else { throw DriveFSError(errno: EIO, "staging write failed") }
         state.withLock { $0.size = max($0.size, offset + Int64(bytes.count)) }
+        wake.yield()
+    }
+
+    /// Hashes everything written so far that the follower has not (until a write lands
+    /// below its claim).
+    private func followWrites(_ buffer: inout [UInt8]) {
+        while true {
+            let capacity = Int64(buffer.count)
+            let claimed: (start: Int64, end: Int64, hasher: ContentHasher)? = state.withLock { state in
+                guard state.hash.valid, state.hash.done < state.size else { return nil }
+                state.hash.claim = min(state.hash.done + capacity, state.size)
+                return (state.hash.done, state.hash.claim, state.hash.hasher)
+            }
+            guard let claimed else { return }
+            let length = Int(claimed.end - claimed.start)
+            var done = 0
+            while done < length {
+                let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress.map { $0 + done }, length - done, off_t(claimed.start + Int64(done))) }
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else { break }
+                done += count
+            }
+            var hasher = claimed.hasher
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<done])) }
+            state.withLock { state in
+                guard state.hash.valid, done == length else {
+                    state.hash.valid = false
+                    return
+                }
+                state.hash.hasher = hasher
+                state.hash.done = claimed.end
+            }
+        }
+    }
+
+    /// The SHA-1 of the whole content once the follower has caught up; nil if it gave up.
+    func contentHash() async -> String? {
+        while true {
+            let result: (finished: Bool, hash: String?) = state.withLock { state in
+                guard state.hash.valid else { return (true, nil) }
+                return state.hash.done == state.size ? (true, state.hash.hasher.hexDigest) : (false, nil)
+            }
+            if result.finished { return result.hash }
+            wake.yield()
+            try? await Task.sleep(for: .milliseconds(2))
+        }
     }
 
     /// Makes the content durable before it is journaled.

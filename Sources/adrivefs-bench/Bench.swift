@@ -100,6 +100,9 @@ struct Bench {
         table.append(("mount → cold ls -l of 10,000 entries", String(format: "%.2f s", cold), "\(coldCalls) list calls (200 per page)"))
         table.append(("mount → warm ls -l of 10,000 entries", String(format: "%.2f s", warm), "\(warmCalls) list calls (target 0)"))
 
+        // 6. Uploads.
+        table += try await UploadBench.run(api: api, mount: mount, downloadURL: url, size: size)
+
         print("")
         let width = table.map(\.0.count).max() ?? 0
         for (name, value, note) in table {

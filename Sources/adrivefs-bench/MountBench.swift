@@ -18,6 +18,7 @@ final class MountProcess {
         process.arguments = ["adrive", mountpoint, "-f", "-o", "endpoint=\(endpoint),token_file=\(tokenFile)"]
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_CONFIG_HOME"] = directory + "/state"
+        environment["XDG_CACHE_HOME"] = directory + "/cache"
         process.environment = environment
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()

@@ -1,4 +1,5 @@
 import AliyunDrive
+import Foundation
 @testable import DriveFS
 import FUSE
 import Synchronization
@@ -41,7 +42,7 @@ final class FakeDrive: DriveService {
     func rename(fileID: String, to name: String) async throws -> DriveItem { throw Self.readOnly }
     func move(fileID: String, toParentID: String, newName: String?) async throws { throw Self.readOnly }
     func trash(fileID: String) async throws { throw Self.readOnly }
-    func upload(path: String, parentID: String, name: String, options: UploadOptions) async throws -> UploadResult { throw Self.readOnly }
+    func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: String?) async throws -> UploadResult { throw Self.readOnly }
 }
 
 @Suite struct DriveFSUnitTests {
@@ -149,5 +150,32 @@ final class FakeDrive: DriveService {
         #expect(!step5)
         let step6 = pattern.observe(offset: 503 * Self.mib, end: 504 * Self.mib)
         #expect(step6)
+    }
+}
+
+@Suite struct StagedFileTests {
+    static func item() -> DriveItem {
+        DriveItem(fileID: "local:1", parentID: "root", name: "f", isFolder: false, size: 0, contentHash: nil, createdAt: 0, updatedAt: 0)
+    }
+
+    @Test func followerHashesSequentialWritesAndGivesUpOnRewrites() async throws {
+        let directory = NSTemporaryDirectory() + "staged-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let staged = try StagedFile(directory: directory, item: Self.item(), modified: 0)
+        defer { staged.remove() }
+        var content: [UInt8] = []
+        for index in 0..<40 {
+            let piece = (0..<(300_000 + index)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ index) }
+            let written = try piece.withUnsafeBytes { try staged.write($0, at: Int64(content.count), append: false, now: 0) }
+            #expect(written == piece.count)
+            content += piece
+        }
+        // A hole is content too (zeros), hashed like any other bytes.
+        try staged.truncate(to: Int64(content.count + 5000), now: 0)
+        content += [UInt8](repeating: 0, count: 5000)
+        #expect(await staged.contentHash() == RapidUpload.sha1Hex(content))
+        // Rewriting bytes already hashed: the follower cannot know the hash any more.
+        _ = try [UInt8(1)].withUnsafeBytes { try staged.write($0, at: 10, append: false, now: 0) }
+        #expect(await staged.contentHash() == nil)
     }
 }

@@ -1,0 +1,121 @@
+import Foundation
+import Glibc
+
+/// Upload figures: new content through the mount vs `curl` PUTting the same parts, rapid
+/// upload vs `sha1sum`, and many small files.
+enum UploadBench {
+    typealias Row = (String, String, String)
+
+    static func run(api: APISession, mount: MountProcess, downloadURL: String, size: Int) async throws -> [Row] {
+        var rows: [Row] = []
+        let work = mount.directory + "/upload-work"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        try FileManager.default.createDirectory(atPath: mount.mountpoint + "/bench/uploads", withIntermediateDirectories: true)
+        let stamp = String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 16)
+
+        // 1. 1 GiB of content the drive has never seen: through the mount, then curl
+        // PUTting the same bytes to fresh part URLs.
+        let fresh = work + "/fresh.bin"
+        try writeRandomFile(fresh, size: size, seed: UInt64(Date().timeIntervalSince1970 * 1e6))
+        _ = try await api.hook("stats/reset", [:])
+        let mountTime = try FileBench.timeCommand(["cp", fresh, mount.mountpoint + "/bench/uploads/fresh-\(stamp).bin"])
+        let sent = (try await api.stats()["bytes_uploaded"] as? Int) ?? 0
+        // Different content for curl, so the server cannot take it by hash either.
+        try patchHeader(fresh)
+        let curlTime = try await curlUpload(api: api, path: fresh, size: size, name: "curl-\(stamp).bin", work: work)
+        rows.append(("mount → upload 1 GiB of new content (cp, incl. close)", String(format: "%.2f s", mountTime),
+                     String(format: "%.2f GB/s; %d MiB sent", Double(size) / mountTime / 1e9, sent >> 20)))
+        rows.append(("curl → PUT the same 1 GiB to the part URLs", String(format: "%.2f s", curlTime),
+                     String(format: "ratio curl/mount %.2f (target ≥ 0.80)", curlTime / mountTime)))
+        try? FileManager.default.removeItem(atPath: fresh)
+
+        // 2. Rapid upload: a local copy of content the drive already has.
+        let known = work + "/known.bin"
+        try curlFetch(downloadURL, to: known)
+        let hashTime = try FileBench.timeCommand(["sha1sum", known])
+        _ = try await api.hook("stats/reset", [:])
+        let rapidTime = try FileBench.timeCommand(["cp", known, mount.mountpoint + "/bench/uploads/known-\(stamp).bin"])
+        let rapidSent = (try await api.stats()["bytes_uploaded"] as? Int) ?? -1
+        rows.append(("sha1sum of a 1 GiB local file", String(format: "%.2f s", hashTime), ""))
+        rows.append(("mount → rapid upload of 1 GiB the drive has (cp, incl. close)", String(format: "%.2f s", rapidTime),
+                     String(format: "%.2f× sha1sum (target ≤ 1.30); %d bytes sent (target 0)", rapidTime / hashTime, rapidSent)))
+        try? FileManager.default.removeItem(atPath: known)
+
+        // 3. 1,000 files of 4 KiB.
+        let small = work + "/small-\(stamp)"
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        var generator = SplitMix(seed: UInt64(Date().timeIntervalSince1970))
+        for index in 0..<1000 {
+            let bytes = (0..<4096).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+            try Data(bytes).write(to: URL(fileURLWithPath: small + "/file-\(index).bin"))
+        }
+        _ = try await api.hook("stats/reset", [:])
+        let smallTime = try FileBench.timeCommand(["cp", "-r", small, mount.mountpoint + "/bench/uploads/"])
+        let requests = (try await api.stats()["requests"] as? [String: Any]) ?? [:]
+        let apiCalls = requests.filter { !$0.key.hasPrefix("/oss/") && !$0.key.hasPrefix("/__emulator") }.values.compactMap { $0 as? Int }.reduce(0, +)
+        rows.append(("mount → cp -r of 1,000 files of 4 KiB", String(format: "%.0f files/s", 1000 / smallTime),
+                     String(format: "%.2f s; %.2f API calls per file (+ 1 part PUT each)", smallTime, Double(apiCalls) / 1000)))
+        return rows
+    }
+
+    /// Creates an upload session for `size` bytes and PUTs the file's parts with one curl
+    /// process (connection reused); returns the seconds curl took. Completes the upload.
+    static func curlUpload(api: APISession, path: String, size: Int, name: String, work: String) async throws -> Double {
+        let partSize = 10 << 20
+        let count = (size + partSize - 1) / partSize
+        let session = try await api.post("/adrive/v2/file/createWithFolders", [
+            "drive_id": api.driveID, "parent_file_id": "root", "name": name, "type": "file", "check_name_mode": "ignore", "size": size,
+            "content_hash_name": "none", "proof_version": "v1", "part_info_list": (1...count).map { ["part_number": $0] },
+        ])
+        guard let fileID = session["file_id"] as? String, let uploadID = session["upload_id"] as? String,
+            let parts = session["part_info_list"] as? [[String: Any]], parts.count == count
+        else { throw BenchError("create returned no upload session") }
+        // Split outside the timing; curl then sends each part from the page cache.
+        let source = open(path, O_RDONLY)
+        guard source >= 0 else { throw BenchError("cannot open \(path)") }
+        defer { close(source) }
+        // "Expect:" off: curl would wait a second per part for a 100 Continue.
+        var arguments = ["curl", "-sS", "--fail", "-H", "Content-Type:", "-H", "Expect:"]
+        var buffer = [UInt8](repeating: 0, count: partSize)
+        for (index, part) in parts.enumerated() {
+            let length = min(partSize, size - index * partSize)
+            let read = buffer.withUnsafeMutableBytes { pread(source, $0.baseAddress, length, off_t(index * partSize)) }
+            guard read == length, let url = part["upload_url"] as? String else { throw BenchError("cannot prepare part \(index + 1)") }
+            let partPath = work + "/part-\(index + 1)"
+            try Data(buffer[0..<length]).write(to: URL(fileURLWithPath: partPath))
+            arguments += ["-T", partPath, url]
+        }
+        let elapsed = try FileBench.timeCommand(arguments)
+        _ = try await api.post("/v2/file/complete", ["drive_id": api.driveID, "file_id": fileID, "upload_id": uploadID])
+        for index in 0..<count { unlink(work + "/part-\(index + 1)") }
+        return elapsed
+    }
+
+    static func curlFetch(_ url: String, to path: String) throws {
+        _ = try FileBench.timeCommand(["curl", "-sS", "--fail", "-o", path, url])
+    }
+
+    static func writeRandomFile(_ path: String, size: Int, seed: UInt64) throws {
+        guard FileManager.default.createFile(atPath: path, contents: nil), let handle = FileHandle(forWritingAtPath: path) else {
+            throw BenchError("cannot create \(path)")
+        }
+        defer { try? handle.close() }
+        var generator = SplitMix(seed: seed)
+        var block = [UInt64](repeating: 0, count: (8 << 20) / 8)
+        var written = 0
+        while written < size {
+            for index in block.indices { block[index] = generator.next() }
+            let bytes = block.withUnsafeBytes { Data($0.prefix(min($0.count, size - written))) }
+            handle.write(bytes)
+            written += bytes.count
+        }
+    }
+
+    /// Changes the first bytes so the content (and its pre-hash) is new again.
+    static func patchHeader(_ path: String) throws {
+        guard let handle = FileHandle(forUpdatingAtPath: path) else { throw BenchError("cannot open \(path)") }
+        defer { try? handle.close() }
+        handle.write(Data((0..<64).map { _ in UInt8.random(in: 0...255) }))
+    }
+}
