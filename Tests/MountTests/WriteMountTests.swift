@@ -150,6 +150,15 @@ struct WriteMountTests {
             try m.shell("mv", m.path("Documents/.notes.md.swp"), m.path("Documents/notes.md"))
             #expect(try m.shell("cat", m.path("Documents/notes.md")) == "edited")
             #expect((try await remoteFile(m, "/Documents/notes.md"))?["content_hash"] as? String == Self.sha1(Array("edited".utf8)))
+            // renameat2 flags: RENAME_NOREPLACE refuses an existing target, RENAME_EXCHANGE is unsupported.
+            try m.shell("sh", "-c", "echo keep > '\(m.path("keep.txt"))' && echo other > '\(m.path("other.txt"))'")
+            let renameat2 = "import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); "
+                + "r=libc.renameat2(-100,sys.argv[1].encode(),-100,sys.argv[2].encode(),int(sys.argv[3])); sys.exit(ctypes.get_errno() if r else 0)"
+            #expect(try MountedDrive.run(["python3", "-c", renameat2, m.path("other.txt"), m.path("keep.txt"), "1"]).0 == EEXIST)
+            #expect(try MountedDrive.run(["python3", "-c", renameat2, m.path("other.txt"), m.path("keep.txt"), "2"]).0 == EINVAL)
+            #expect(try m.shell("cat", m.path("keep.txt")) == "keep\n")
+            #expect(try MountedDrive.run(["python3", "-c", renameat2, m.path("other.txt"), m.path("fresh.txt"), "1"]).0 == 0)
+            #expect(try m.shell("cat", m.path("fresh.txt")) == "other\n")
             // A file renamed while still open for writing lands under its new name.
             let fd = open(m.path("open.txt"), O_CREAT | O_WRONLY, 0o644)
             #expect(fd >= 0)
