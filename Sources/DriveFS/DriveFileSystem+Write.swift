@@ -207,6 +207,11 @@ extension DriveFileSystem: WritableFileSystem {
 
     public func flush(inode: InodeNumber, handle: UInt64) async throws {
         guard let file = handles.withLock({ $0.files[handle] }), file.writes, let staged = file.staged, staged.isDirty else { return }
+        // The shell's `> file` opens, dup2s and closes the first descriptor before anything
+        // is written: a new file still empty is left to its last release (which uploads it)
+        // instead of being uploaded empty and replaced a moment later.
+        let state = staged.snapshot
+        if state.item.fileID.hasPrefix(Self.localPrefix), state.size == 0 { return }
         do {
             try await commit(inode)
         } catch {
