@@ -22,11 +22,15 @@ extension DriveFileSystem: WritableFileSystem {
     public func create(parent: InodeNumber, name: String, mode: UInt32, flags: Int32) async throws -> (Entry, OpenReply) {
         do {
             let (record, staged) = try await createLocal(parent: parent, name: name)
+            // A new file written through a write-only descriptor (cp, shell redirects) skips
+            // the kernel's page cache: one copy of the data fewer. Readers opened meanwhile
+            // bypass it too, so nothing cached goes stale.
+            let direct = flags & O_ACCMODE == O_WRONLY
             let handle = handles.withLock { handles in
                 staged.update { $0.writers += 1 }
-                return handles.add(OpenFile(staged: staged, writes: true, append: flags & O_APPEND != 0))
+                return handles.add(OpenFile(staged: staged, writes: true, append: flags & O_APPEND != 0, inode: record.inode, directIO: direct))
             }
-            return (entry(record), OpenReply(handle: handle, keepCache: false))
+            return (entry(record), OpenReply(handle: handle, keepCache: false, directIO: direct))
         } catch {
             throw DriveFSError(error)
         }
@@ -71,8 +75,11 @@ extension DriveFileSystem: WritableFileSystem {
             let staged = try await acquireWriter(record, truncate: flags & O_TRUNC != 0)
             return handles.withLock { handles in
                 handles.servedHash[record.inode] = nil
-                let file = OpenFile(staged: staged, writes: true, append: flags & O_APPEND != 0)
-                return OpenReply(handle: handles.add(file), keepCache: false)
+                // Write-only and alone (cp over an existing file): bypass the page cache, as in create.
+                let alone = !handles.files.values.contains { $0.inode == record.inode }
+                let direct = alone && flags & O_ACCMODE == O_WRONLY
+                let file = OpenFile(staged: staged, writes: true, append: flags & O_APPEND != 0, inode: record.inode, directIO: direct)
+                return OpenReply(handle: handles.add(file), keepCache: false, directIO: direct)
             }
         } catch {
             throw DriveFSError(error)

@@ -15,6 +15,9 @@ public final class DriveFileSystem: FileSystem {
         var staged: StagedFile?
         var writes = false
         var append = false
+        var inode: InodeNumber = 0
+        /// Bypasses the kernel's page cache.
+        var directIO = false
     }
 
     struct Handles {
@@ -173,7 +176,9 @@ public final class DriveFileSystem: FileSystem {
         if let staged = handles.withLock({ $0.staged[inode] }) {
             return handles.withLock { handles in
                 handles.servedHash[inode] = nil
-                return OpenReply(handle: handles.add(OpenFile(staged: staged)), keepCache: false)
+                // While a writer bypasses the page cache, so must readers (it would go stale).
+                let direct = handles.files.values.contains { $0.inode == inode && $0.directIO }
+                return OpenReply(handle: handles.add(OpenFile(staged: staged, inode: inode, directIO: direct)), keepCache: false, directIO: direct)
             }
         }
         let reader = FileReader(item: record.item, service: service, cache: chunks, configuration: configuration)
@@ -181,7 +186,7 @@ public final class DriveFileSystem: FileSystem {
         return handles.withLock { handles in
             let keep = !hash.isEmpty && handles.servedHash[inode] == hash
             handles.servedHash[inode] = hash
-            return OpenReply(handle: handles.add(OpenFile(reader: reader)), keepCache: keep)
+            return OpenReply(handle: handles.add(OpenFile(reader: reader, inode: inode)), keepCache: keep)
         }
     }
 

@@ -98,7 +98,14 @@ struct WriteMountTests {
                     history[history.count - 1] += " truncate \(length)"
                     #expect(Glibc.truncate(mounted, off_t(length)) == 0)
                     #expect(Glibc.truncate(reference, off_t(length)) == 0)
-                case 78..<83:
+                case 78..<80:
+                    // fsync returns once the server holds exactly this content.
+                    history[history.count - 1] += " fsync"
+                    #expect(Glibc.fsync(pair.mounted) == 0)
+                    let expected = try pair.referenceContents()
+                    let remote = try await remoteFile(m, "/random.bin")
+                    #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(expected), "step \(step)")
+                case 80..<83:
                     // Close everything (uploads) and reopen, sometimes with O_TRUNC.
                     history[history.count - 1] += " reopen"
                     pair.close()
@@ -167,6 +174,7 @@ struct WriteMountTests {
             let fd = open(m.path("open.txt"), O_CREAT | O_WRONLY, 0o644)
             #expect(fd >= 0)
             _ = "still open".withCString { Glibc.write(fd, $0, 10) }
+            #expect(try m.shell("cat", m.path("open.txt")) == "still open")
             try m.shell("mv", m.path("open.txt"), m.path("Music/moved.txt"))
             #expect(Glibc.close(fd) == 0)
             #expect((try await remoteFile(m, "/Music/moved.txt"))?["content_hash"] as? String == Self.sha1(Array("still open".utf8)))
@@ -188,6 +196,12 @@ struct WriteMountTests {
             try m.shell("touch", m.path(long))
             // An empty new file is uploaded at its last release, just after close().
             #expect(try await eventually { try await remoteFile(m, "/" + long) } != nil)
+            // mknod makes regular files only.
+            let mknod = "import os,stat,sys; os.mknod(sys.argv[1], int(sys.argv[2]) | 0o644)"
+            #expect(try MountedDrive.run(["python3", "-c", mknod, m.path("d/node"), String(S_IFREG)]).0 == 0)
+            #expect(try await remoteFile(m, "/d/node")?["size"] as? Int == 0)
+            #expect(try MountedDrive.run(["python3", "-c", mknod, m.path("d/fifo"), String(S_IFIFO)]).0 != 0)
+            try m.shell("rm", m.path("d/node"))
             try m.shell("rm", m.path("d/f.txt"))
             #expect(try await remoteFile(m, "/d/f.txt") == nil)
             #expect(try stderr(["cat", m.path("d/f.txt")]).contains("No such file"))
@@ -265,6 +279,9 @@ struct WriteMountTests {
             let bytes = testBytes(30 << 20, seed: 14)
             let local = m.directory.appendingPathComponent("crash.bin").path
             try Data(bytes).write(to: URL(fileURLWithPath: local))
+            // It replaces an existing file, whose content must survive the crash untouched.
+            try m.shell("sh", "-c", "echo old > '\(m.path("crash.bin"))'")
+            let old = try #require(try await remoteFile(m, "/crash.bin"))
             // The second part never completes: the upload is in flight when the daemon dies.
             _ = try await m.drive.hook("faults", ["rules": [["path": "/oss/u/*", "kind": "stall_after", "bytes": 1_000_000, "count": 100]]])
             let copy = Process()
@@ -278,6 +295,9 @@ struct WriteMountTests {
             #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).count == 1)
             await m.killDaemon()
             copy.waitUntilExit()
+            let survivor = try await remoteFile(m, "/crash.bin")
+            #expect(survivor?["file_id"] as? String == old["file_id"] as? String)
+            #expect(survivor?["content_hash"] as? String == Self.sha1(Array("old\n".utf8)))
             _ = try await m.drive.http.execute(.init(method: "DELETE", url: m.drive.base + "/__emulator/faults"))
             try await m.mount()
             var remote: JSON?
@@ -288,6 +308,40 @@ struct WriteMountTests {
             #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
             #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).isEmpty)
             #expect(m.daemonLog.contains("(recovered): crash.bin"))
+            // The old version went to the trash: one crash.bin.
+            #expect(try await names(m, "root").filter { $0 == "crash.bin" }.count == 1)
+        }
+    }
+
+    @Test func fullDriveIsENOSPCAndOversizedFileIsEFBIG() async throws {
+        try await withMount(allow: ["upload", "retry", "space", "exceed"]) { m in
+            let local = m.directory.appendingPathComponent("two.bin").path
+            try Data(testBytes(2 << 20, seed: 15)).write(to: URL(fileURLWithPath: local))
+            _ = try await m.drive.hook("faults", ["file_size_limit": 1 << 20])
+            #expect(try stderr(["cp", local, m.path("too-big.bin")]).contains("File too large"))
+            _ = try await m.drive.hook("faults", ["file_size_limit": 1 << 40, "quota_total": 1 << 20])
+            #expect(try stderr(["cp", local, m.path("no-room.bin")]).contains("No space left on device"))
+            // Both stay on the mount with their content (and are retried in the background).
+            #expect(try m.shell("stat", "-c", "%s", m.path("no-room.bin")) == "\(2 << 20)\n")
+            _ = try await m.drive.hook("faults", ["quota_total": 1 << 40])
+            let arrived = try await eventually(30) { try await remoteFile(m, "/no-room.bin") }
+            #expect(arrived?["size"] as? Int == 2 << 20)
+        }
+    }
+
+    @Test func unmountWaitsForUploadsThenNamesThoseStillPending() async throws {
+        try await withMount(options: ["upload_wait=1"], allow: ["upload", "retry", "pending", "failed"]) { m in
+            _ = try await m.drive.hook("faults", ["rules": [["path": "/adrive/v2/file/createWithFolders", "status": 503, "count": 100_000]]])
+            let fd = open(m.path("pending.txt"), O_CREAT | O_WRONLY, 0o644)
+            #expect(fd >= 0)
+            _ = "pending".withCString { Glibc.write(fd, $0, 7) }
+            #expect(Glibc.close(fd) == -1)
+            await m.unmount()
+            #expect(m.daemonLog.contains("unmounting with 1 upload(s) still pending (kept for the next mount): pending.txt"))
+            _ = try await m.drive.http.execute(.init(method: "DELETE", url: m.drive.base + "/__emulator/faults"))
+            try await m.mount()
+            let arrived = try await eventually(30) { try await remoteFile(m, "/pending.txt") }
+            #expect((arrived?["content_hash"] as? String) == Self.sha1(Array("pending".utf8)))
         }
     }
 
