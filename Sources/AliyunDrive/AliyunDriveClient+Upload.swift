@@ -142,12 +142,14 @@ extension AliyunDriveClient {
             let response: HTTPResponse
             do {
                 response = try await http.execute(request, maxBodyBytes: 64 << 10)
-            } catch let error as HTTPTransportError where !error.isCancelled && attempt < configuration.maxAttempts {
+            } catch let error as HTTPTransportError where error.isTransient && attempt < configuration.maxAttempts {
                 logger.debug("part \(part) upload failed (\(error.code)); retrying")
                 try await backoff(attempt: attempt, retryAfter: nil)
                 continue
             } catch let error as HTTPTransportError {
-                throw error.isCancelled ? DriveError(.cancelled, "upload cancelled") : DriveError(.unreachable, "upload server unreachable: \(error)")
+                if error.isCancelled { throw DriveError(.cancelled, "upload cancelled") }
+                if error.isTransient { throw DriveError(.unreachable, "upload server unreachable: \(error)") }
+                throw DriveError(.invalidState, "part \(part) could not be sent: \(error)")
             }
             let code = Self.ossCode(response)
             switch response.status {

@@ -290,7 +290,22 @@ extension DriveFileSystem: WritableFileSystem {
     }
 
     private func upload(_ inode: InodeNumber) async throws {
-        guard let staged = handles.withLock({ $0.staged[inode] }), staged.isDirty else { return }
+        // Content that changes while it is being sent (a writer on another descriptor, a
+        // truncate) fails the upload or its final check: start over with the new content,
+        // a few times, before calling it a failure.
+        for attempt in 1... {
+            guard let staged = handles.withLock({ $0.staged[inode] }), staged.isDirty else { return }
+            let version = staged.snapshot.version
+            do {
+                try await upload(inode, staged)
+                return
+            } catch where staged.snapshot.version != version && attempt < 4 {
+                logger.debug("upload: \(displayPath(staged.snapshot.item)) changed while being sent; starting over")
+            }
+        }
+    }
+
+    private func upload(_ inode: InodeNumber, _ staged: StagedFile) async throws {
         let start = staged.snapshot
         let item = start.item
         let replaces = item.fileID.hasPrefix(Self.localPrefix) ? nil : item.fileID
@@ -306,7 +321,9 @@ extension DriveFileSystem: WritableFileSystem {
             result = try await service.upload(
                 path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions, contentHash: hash)
         } catch {
-            logger.error("upload: \(path) failed: \(DriveFSError(error).description); content kept, will retry")
+            if staged.snapshot.version == start.version {
+                logger.error("upload: \(path) failed: \(DriveFSError(error).description); content kept, will retry")
+            }
             throw error
         }
         var uploaded = result.item

@@ -56,6 +56,7 @@ public final class DriveFileSystem: FileSystem {
 
     public init(service: any DriveService, configuration: DriveFSConfiguration, now: (@Sendable () -> Double)? = nil) {
         let now = now ?? { Date().timeIntervalSince1970 }
+        let service = GuardedService(service, now: now)
         self.service = service
         self.configuration = configuration
         self.now = now

@@ -133,6 +133,38 @@ struct ReadMountTests {
     }
 }
 
+extension ReadMountTests {
+    /// The server really goes away (connections refused and dropped), then comes back on
+    /// the same port.
+    @Test func serverOutageFailsReadsInBoundedTimeKeepsListingsAndRecovers() async throws {
+        try await withMount(options: ["dir_cache_ttl=0"], allow: ["read of", "unreachable", "failed", "connect"]) { m in
+            let expected = Self.sha1(try await m.remoteBytes("/Videos/sample.mp4"))
+            #expect(try m.shell("ls", m.path("Videos")) == "sample.mp4\n")
+            await m.drive.emulator.goOffline()
+            let started = ContinuousClock.now
+            let (status, _, error) = try MountedDrive.run(["dd", "if=\(m.path("Videos/sample.mp4"))", "of=/dev/null", "bs=1M"])
+            #expect(status != 0)
+            #expect(error.contains("Input/output error"))
+            let elapsed = ContinuousClock.now - started
+            #expect(elapsed < .seconds(30), "\(elapsed)")
+            // Folders already listed stay listable while the service is away.
+            let listed = ContinuousClock.now
+            #expect(try m.shell("ls", m.path("Videos")) == "sample.mp4\n")
+            let listing = ContinuousClock.now - listed
+            #expect(listing < .seconds(2), "\(listing)")
+            try await m.drive.emulator.goOnline()
+            // Calls fail fast for 5 s after an outage is noticed; then reads work again.
+            let back = ContinuousClock.now
+            var sum = ""
+            while sum.isEmpty, ContinuousClock.now - back < .seconds(15) {
+                let (status, output, _) = try MountedDrive.run(["sha1sum", m.path("Videos/sample.mp4")])
+                if status == 0 { sum = output } else { try await Task.sleep(for: .milliseconds(500)) }
+            }
+            #expect(sum.hasPrefix(expected))
+        }
+    }
+}
+
 /// The command's failures: one clear line, non-zero exit, nothing left mounted.
 @Suite(.serialized, .enabled(if: FUSEAvailability.canMount, "\(FUSEAvailability.problem ?? "")"))
 struct MountFailureTests {

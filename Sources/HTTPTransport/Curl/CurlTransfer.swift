@@ -236,7 +236,9 @@ final class CurlTransfer: @unchecked Sendable {
         case .file(_, let offset, _):
             let n = pread(uploadFD, buffer.baseAddress, count, off_t(offset + uploadPosition))
             guard n > 0 else {
-                failure = HTTPTransportError(code: .sendFailed, message: "reading request body file failed: errno \(errno)")
+                // A local problem, not the network's: not transient, so not retried as is.
+                let reason = n == 0 ? "it ended early (changed while being sent)" : String(cString: strerror(errno))
+                failure = HTTPTransportError(code: .badRequest, message: "reading the request body file failed: \(reason)")
                 return nil
             }
             uploadPosition += Int64(n)

@@ -1,0 +1,64 @@
+import AliyunDrive
+import HTTPTransport
+import Synchronization
+
+/// A `DriveService` that remembers an outage: once a call has failed because the service
+/// could not be reached (after the client's own retries), calls fail at once for `window`
+/// seconds instead of each waiting out a full retry sequence — cached listings are then
+/// served immediately and reads fail fast. Any success ends the outage; after the window
+/// the next call tries the service again.
+final class GuardedService: DriveService {
+    private let base: any DriveService
+    private let window: Double
+    private let now: @Sendable () -> Double
+    private let downUntil = Mutex<Double>(0)
+
+    init(_ base: any DriveService, window: Double = 5, now: @escaping @Sendable () -> Double) {
+        self.base = base
+        self.window = window
+        self.now = now
+    }
+
+    var isDown: Bool { downUntil.withLock { $0 } > now() }
+
+    private func guarded<T: Sendable>(_ call: () async throws -> T) async throws -> T {
+        let until = downUntil.withLock { $0 }
+        if until > now() {
+            throw DriveError(.unreachable, "the service is unreachable (retrying in \(Int(until - now()) + 1) s)")
+        }
+        do {
+            let value = try await call()
+            downUntil.withLock { $0 = 0 }
+            return value
+        } catch {
+            if Self.isUnreachable(error) { downUntil.withLock { $0 = now() + window } }
+            throw error
+        }
+    }
+
+    static func isUnreachable(_ error: any Error) -> Bool {
+        switch error {
+        case let error as DriveError: return error.kind == .unreachable
+        case let error as HTTPTransportError: return error.isTransient
+        default: return false
+        }
+    }
+
+    func list(folderID: String) async throws -> [DriveItem] { try await guarded { try await base.list(folderID: folderID) } }
+    func item(fileID: String) async throws -> DriveItem { try await guarded { try await base.item(fileID: fileID) } }
+    func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8] {
+        try await guarded { try await base.read(fileID: fileID, offset: offset, length: length) }
+    }
+    func space() async throws -> SpaceInfo { try await guarded { try await base.space() } }
+    func createFolder(parentID: String, name: String) async throws -> DriveItem {
+        try await guarded { try await base.createFolder(parentID: parentID, name: name) }
+    }
+    func rename(fileID: String, to name: String) async throws -> DriveItem { try await guarded { try await base.rename(fileID: fileID, to: name) } }
+    func move(fileID: String, toParentID: String, newName: String?) async throws {
+        try await guarded { try await base.move(fileID: fileID, toParentID: toParentID, newName: newName) }
+    }
+    func trash(fileID: String) async throws { try await guarded { try await base.trash(fileID: fileID) } }
+    func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: String?) async throws -> UploadResult {
+        try await guarded { try await base.upload(path: path, parentID: parentID, name: name, options: options, contentHash: contentHash) }
+    }
+}
