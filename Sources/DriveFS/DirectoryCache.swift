@@ -42,21 +42,24 @@ final class DirectoryCache: Sendable {
         let source: Source = state.withLock { state in
             if let cached = state.listings[folderID], current - cached.fetchedAt < ttl { return .cached(cached) }
             if let running = state.inFlight[folderID] { return .running(running) }
-            let service = self.service
-            let running = Task { Self.build(try await service.list(folderID: folderID), local: [], fetchedAt: current) }
+            let running = Task { try await self.fetch(folderID, at: current) }
             state.inFlight[folderID] = running
             return .running(running)
         }
-        let task: Task<Listing, any Error>
         switch source {
         case .cached(let listing): return listing
-        case .running(let running): task = running
+        case .running(let task): return try await cancellableValue(of: task)
         }
+    }
+
+    /// One listing call; stores the result itself, so a caller that stops waiting (an
+    /// interrupted `ls`) leaves nothing half done.
+    private func fetch(_ folderID: String, at current: Double) async throws -> Listing {
         do {
-            let fetched = try await task.value
+            let items = try await service.list(folderID: folderID)
             return state.withLock { state in
                 state.inFlight[folderID] = nil
-                let listing = Self.build(fetched.serverItems, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: fetched.fetchedAt)
+                let listing = Self.build(items, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: current)
                 state.listings[folderID] = listing
                 return listing
             }

@@ -260,22 +260,27 @@ extension DriveFileSystem: WritableFileSystem {
 
     // MARK: - Uploading
 
-    /// Runs `work` after every earlier piece of server work on this inode.
+    /// Runs `work` after every earlier piece of server work on this inode. A caller that
+    /// is cancelled (an interrupted `close`) stops waiting; the work itself goes on.
     func serialized(_ inode: InodeNumber, _ work: @escaping @Sendable () async throws -> Void) async throws {
         let task: Task<Void, any Error> = handles.withLock { handles in
-            let previous = handles.commits[inode]
+            let previous = handles.commits[inode]?.task
+            let id = handles.nextCommit
+            handles.nextCommit += 1
             let task = Task {
                 _ = await previous?.result
-                try await work()
+                let result: Result<Void, any Error>
+                do { result = .success(try await work()) } catch { result = .failure(error) }
+                // The chain forgets a link before its waiters hear of it (dropIfClean checks).
+                self.handles.withLock { handles in
+                    if handles.commits[inode]?.id == id { handles.commits[inode] = nil }
+                }
+                try result.get()
             }
-            handles.commits[inode] = task
+            handles.commits[inode] = (id, task)
             return task
         }
-        let result = await task.result
-        handles.withLock { handles in
-            if handles.commits[inode] == task { handles.commits[inode] = nil }
-        }
-        try result.get()
+        try await cancellableValue(of: task)
     }
 
     /// Uploads the inode's content if it is dirty. A failure leaves the content staged and

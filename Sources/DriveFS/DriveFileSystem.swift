@@ -30,8 +30,9 @@ public final class DriveFileSystem: FileSystem {
         var staged: [InodeNumber: StagedFile] = [:]
         /// Staging files being filled with the server's content, by inode.
         var staging: [InodeNumber: Task<StagedFile, any Error>] = [:]
-        /// The upload chain of each inode (one upload at a time per file).
-        var commits: [InodeNumber: Task<Void, any Error>] = [:]
+        /// The last link of each inode's chain of server work (one upload at a time per file).
+        var commits: [InodeNumber: (id: UInt64, task: Task<Void, any Error>)] = [:]
+        var nextCommit: UInt64 = 1
         /// Inodes with a background retry scheduled.
         var retrying: Set<InodeNumber> = []
 

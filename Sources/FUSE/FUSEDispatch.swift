@@ -1,23 +1,61 @@
 internal import CFuse
 import Glibc
 import Logging
+import Synchronization
 
 /// Turns a filesystem call into exactly one reply: success through `reply`, a thrown
 /// error through `fuse_reply_err` (the binding's single errno mapping).
 enum FUSEDispatch {
     static let logger = Logger(label: "adrivefs.fuse")
 
+    ///
+    /// The work runs as a task that a FUSE interrupt (the caller got a signal, e.g. Ctrl-C
+    /// on a read stuck on the network) cancels; a cancelled operation answers EINTR.
     static func run<Value: Sendable>(
         _ request: Request, _ operation: String, _ work: @escaping @Sendable () async throws -> Value,
         reply: @escaping @Sendable (Request, Value) -> Void
     ) {
-        Task {
-            do {
-                let value = try await work()
-                reply(request, value)
-            } catch {
-                request.reply(errno: errno(for: error, operation: operation))
+        // Registered before the task exists, so the request cannot be answered (and freed) first.
+        let interrupt = Interrupt()
+        let context = Unmanaged.passRetained(interrupt)
+        fuse_req_interrupt_func(request.raw, { _, data in
+            guard let data else { return }
+            Unmanaged<Interrupt>.fromOpaque(data).takeUnretainedValue().fire()
+        }, context.toOpaque())
+        let task = Task {
+            let result: Result<Value, any Error>
+            do { result = .success(try await work()) } catch { result = .failure(error) }
+            // Unregistering takes the request's lock, which a running interrupt callback
+            // holds: once it returns no callback can still use the context.
+            fuse_req_interrupt_func(request.raw, nil, nil)
+            context.release()
+            switch result {
+            case .success(let value): reply(request, value)
+            case .failure(let error): request.reply(errno: errno(for: error, operation: operation))
             }
+        }
+        interrupt.attach(task)
+    }
+
+    /// Cancels a request's task when the kernel interrupts the request (possibly before
+    /// the task is attached).
+    final class Interrupt: Sendable {
+        private let state = Mutex<(task: Task<Void, Never>?, fired: Bool)>((nil, false))
+
+        func fire() {
+            let task = state.withLock { state in
+                state.fired = true
+                return state.task
+            }
+            task?.cancel()
+        }
+
+        func attach(_ task: Task<Void, Never>) {
+            let fired = state.withLock { state in
+                state.task = task
+                return state.fired
+            }
+            if fired { task.cancel() }
         }
     }
 

@@ -165,6 +165,57 @@ extension ReadMountTests {
     }
 }
 
+extension ReadMountTests {
+    /// A request waiting on the network returns EINTR as soon as the caller gets a signal
+    /// (the kernel's FUSE_INTERRUPT cancels it): a listing behind 503s, and a close()
+    /// waiting for a stalled upload (whose content still arrives afterwards). Reads served
+    /// through the page cache are not interruptible by the kernel's design (the reader
+    /// waits on the page, not on the request).
+    @Test func aSignalInterruptsRequestsWaitingOnTheNetwork() async throws {
+        try await withMount(options: ["dir_cache_ttl=0"], allow: ["upload", "retry", "failed", "stalled"]) { m in
+            _ = try await m.drive.hook("faults", ["rules": [
+                ["path": "/adrive/v3/file/list", "status": 503, "count": 1000],
+                ["path": "/oss/u/*", "kind": "stall_after", "bytes": 0, "count": 1000],
+            ]])
+            let script = """
+                import os, signal, sys, time
+                def fire(*_): raise TimeoutError()
+                signal.signal(signal.SIGALRM, fire)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGALRM])  # the test runner may block it
+                def attempt(name, action):
+                    signal.alarm(1)
+                    start = time.time()
+                    try:
+                        action()
+                        print(name, "done")
+                    except TimeoutError:
+                        print(name, "interrupted %.1f" % (time.time() - start))
+                    signal.alarm(0)
+                attempt("listdir", lambda: os.listdir(sys.argv[1]))
+                fd = os.open(sys.argv[2], os.O_CREAT | os.O_WRONLY, 0o644)
+                os.write(fd, b"x" * 300000)
+                attempt("close", lambda: os.close(fd))
+                """
+            let (status, output, error) = try MountedDrive.run(["python3", "-c", script, m.path("Music"), m.path("stuck.bin")])
+            #expect(status == 0, "\(error)")
+            let lines = output.split(separator: "\n").map(String.init)
+            #expect(lines.count == 2, "\(output)")
+            for line in lines {
+                let seconds = Double(line.split(separator: " ").last ?? "") ?? 99
+                #expect(line.contains("interrupted") && seconds < 3, "\(line)")
+            }
+            _ = try await m.drive.http.execute(.init(method: "DELETE", url: m.drive.base + "/__emulator/faults"))
+            var arrived = false
+            for _ in 0..<120 where !arrived {
+                try await Task.sleep(for: .milliseconds(500))
+                let (status, _) = try await m.drive.post("/v2/file/get_by_path", ["drive_id": m.drive.driveID, "file_path": "/stuck.bin"])
+                arrived = status == 200
+            }
+            #expect(arrived)
+        }
+    }
+}
+
 /// The command's failures: one clear line, non-zero exit, nothing left mounted.
 @Suite(.serialized, .enabled(if: FUSEAvailability.canMount, "\(FUSEAvailability.problem ?? "")"))
 struct MountFailureTests {
