@@ -165,7 +165,8 @@ public final class DriveFileSystem: FileSystem {
     }
 
     public func releasedir(inode: InodeNumber, handle: UInt64) async {
-        _ = handles.withLock { $0.directories.removeValue(forKey: handle) }
+        let entries = handles.withLock { $0.directories.removeValue(forKey: handle) } ?? []
+        inodes.prune(entries.dropFirst(2).map(\.inode))
     }
 
     public func open(inode: InodeNumber, flags: Int32) async throws -> OpenReply {

@@ -86,5 +86,17 @@ final class InodeTable: Sendable {
         }
     }
 
+    /// Frees those of `inodes` the kernel holds no lookup on: entries a plain `readdir`
+    /// numbered but nobody looked up (`readdirplus` entries were counted when sent).
+    func prune(_ inodes: [InodeNumber]) {
+        state.withLock { state in
+            for inode in inodes where inode != Self.rootInode {
+                guard let record = state.records[inode], record.lookups == 0 else { continue }
+                state.records[inode] = nil
+                if state.byFileID[record.item.fileID] == inode { state.byFileID[record.item.fileID] = nil }
+            }
+        }
+    }
+
     var count: Int { state.withLock { $0.records.count } }
 }

@@ -113,6 +113,22 @@ final class FakeDrive: DriveService {
         await #expect(throws: DriveFSError.self) { try await fs.lookup(parent: 1, name: "missing") }
         await #expect(throws: DriveFSError.self) { try await fs.open(inode: 1, flags: 0) }
     }
+
+    @Test func plainReaddirEntriesNobodyLookedUpAreFreedOnReleasedir() async throws {
+        let drive = FakeDrive(files: (0..<50).map { ("f\($0)", "id\($0)", [UInt8($0)], Double($0)) })
+        let fs = makeFS(drive)
+        let kept = try await fs.lookup(parent: 1, name: "f7")
+        let baseline = fs.inodes.count
+        let handle = try await fs.opendir(inode: 1)
+        let entries = try await fs.readdir(inode: 1, handle: handle, offset: 0, plus: false)
+        #expect(entries.count == 52)
+        #expect(fs.inodes.count == baseline + 49)
+        await fs.releasedir(inode: 1, handle: handle)
+        #expect(fs.inodes.count == baseline)
+        // The looked-up one keeps its inode number.
+        #expect(try await fs.getattr(inode: kept.attributes.inode).attributes.size == 1)
+        #expect(try await fs.lookup(parent: 1, name: "f7").attributes.inode == kept.attributes.inode)
+    }
 }
 
 @Suite struct AccessPatternTests {
