@@ -37,6 +37,82 @@ struct MountOptionTests {
         await m.finish()
     }
 
+    /// Other users: refused without `allow_other`; let in with it; and with
+    /// `default_permissions` the kernel checks the mode bits (`umask`).
+    @Test func allowOtherAndDefaultPermissions() async throws {
+        guard getuid() == 0 else { return }
+        let m = try await MountedDrive(seed: .demo)
+        do {
+            // The test directory must be traversable by the other user.
+            chmod(m.directory.path, 0o755)
+            let asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", m.path("README.txt")]
+            try await m.mount()
+            var (status, _, error) = try MountedDrive.run(asNobody)
+            #expect(status != 0 && error.contains("Permission denied"), "\(error)")
+            await m.unmount()
+            try await m.mount(options: ["allow_other"])
+            (status, _, error) = try MountedDrive.run(asNobody)
+            #expect(status == 0, "\(error)")
+            await m.unmount()
+            try await m.mount(options: ["allow_other", "default_permissions", "umask=077"])
+            (status, _, error) = try MountedDrive.run(asNobody)
+            #expect(status != 0 && error.contains("Permission denied"), "\(error)")
+            #expect(try m.shell("cat", m.path("README.txt")).hasPrefix("Welcome"))
+        } catch {
+            await m.finish()
+            throw error
+        }
+        await m.finish()
+    }
+
+    /// `ca_file`: the API behind TLS with a private certificate (socat in front of the
+    /// emulator) is refused without it and trusted with it.
+    @Test func caFileTrustsAPrivateCertificate() async throws {
+        let m = try await MountedDrive(seed: .demo)
+        let proxy = Process()
+        do {
+            let cert = m.directory.appendingPathComponent("cert.pem").path
+            let key = m.directory.appendingPathComponent("key.pem").path
+            try m.shell(
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert)
+            let port = Int.random(in: 40_000...60_000)
+            let upstream = m.endpoint.replacingOccurrences(of: "http://", with: "")
+            proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            proxy.arguments = ["socat", "OPENSSL-LISTEN:\(port),bind=127.0.0.1,reuseaddr,fork,cert=\(cert),key=\(key),verify=0", "TCP:\(upstream)"]
+            // socat forks per connection: no inherited pipes (the test runner waits for them to close).
+            proxy.standardInput = FileHandle.nullDevice
+            proxy.standardOutput = FileHandle.nullDevice
+            proxy.standardError = FileHandle.nullDevice
+            try proxy.run()
+            for _ in 0..<50 where (try? MountedDrive.run(["curl", "-s", "--cacert", cert, "https://127.0.0.1:\(port)/__emulator/health"]))?.0 != 0 {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            var environment = ProcessInfo.processInfo.environment
+            environment["XDG_CONFIG_HOME"] = m.stateDirectory
+            let https = "endpoint=https://127.0.0.1:\(port),token_file=\(m.tokenFile)"
+            let (refused, _, message) = try MountedDrive.run([MountedDrive.binary, "adrive", m.mountpoint, "-o", https], environment: environment)
+            #expect(refused != 0)
+            #expect(message.lowercased().contains("certificate"), "\(message)")
+            try await m.mount(options: ["endpoint=https://127.0.0.1:\(port)", "ca_file=\(cert)"])
+            #expect(try m.shell("cat", m.path("README.txt")).hasPrefix("Welcome"))
+        } catch {
+            Self.stop(proxy)
+            await m.finish()
+            throw error
+        }
+        Self.stop(proxy)
+        await m.finish()
+    }
+
+    /// Kills socat and the children it forked for connections.
+    static func stop(_ proxy: Process) {
+        guard proxy.isRunning else { return }
+        _ = try? MountedDrive.run(["pkill", "-9", "-P", String(proxy.processIdentifier)])
+        kill(proxy.processIdentifier, SIGKILL)
+        proxy.waitUntilExit()
+    }
+
     @Test func webTokenDownloadsCarryTheReferer() async throws {
         let setup: (MountedDrive) async throws -> Void = { m in
             let login = try await m.drive.hook("tokens", ["web": true])
