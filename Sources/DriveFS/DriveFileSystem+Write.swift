@@ -126,7 +126,7 @@ extension DriveFileSystem: WritableFileSystem {
         if let existing {
             staged = existing
         } else if let filling {
-            staged = try await filling.value
+            staged = try await cancellableValue(of: filling)
         } else {
             throw DriveFSError.badHandle
         }
@@ -146,13 +146,36 @@ extension DriveFileSystem: WritableFileSystem {
             if empty {
                 if item.size > 0 { staged.update { $0.version = 1 } }
             } else {
-                var offset: Int64 = 0
-                while offset < item.size {
-                    let length = Int(min(Int64(configuration.chunkSize), item.size - offset))
-                    let bytes = try await service.read(fileID: item.fileID, offset: offset, length: length)
-                    guard bytes.count == length else { throw DriveFSError(errno: EIO, "short read while fetching \(item.name)") }
-                    try staged.fill(bytes, at: offset)
-                    offset += Int64(length)
+                // Four ranged GETs in flight, written in order (the hash follower reads behind).
+                let chunk = Int64(configuration.chunkSize)
+                let count = Int((item.size + chunk - 1) / chunk)
+                let service = self.service
+                try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+                    var next = 0
+                    var ready: [Int: [UInt8]] = [:]
+                    var written = 0
+                    func start(_ index: Int) {
+                        let offset = Int64(index) * chunk
+                        let length = Int(min(chunk, item.size - offset))
+                        group.addTask { (index, try await service.read(fileID: item.fileID, offset: offset, length: length)) }
+                    }
+                    while next < min(4, count) {
+                        start(next)
+                        next += 1
+                    }
+                    while let (index, bytes) = try await group.next() {
+                        let expected = Int(min(chunk, item.size - Int64(index) * chunk))
+                        guard bytes.count == expected else { throw DriveFSError(errno: EIO, "short read while fetching \(item.name)") }
+                        ready[index] = bytes
+                        while let bytes = ready.removeValue(forKey: written) {
+                            try staged.fill(bytes, at: Int64(written) * chunk)
+                            written += 1
+                        }
+                        if next < count {
+                            start(next)
+                            next += 1
+                        }
+                    }
                 }
             }
         } catch {

@@ -54,12 +54,20 @@ struct WriteMountTests {
             let remote = try #require(try await remoteFile(m, "/Music/copy.mp4"))
             #expect((remote["content_hash"] as? String)?.uppercased() == Self.sha1(video))
             #expect(m.daemonLog.contains("rapid upload: Music/copy.mp4 (64.0 MiB) — 0 bytes sent"))
+            // Editing a large existing file in place: its content is fetched (16 chunks), changed, uploaded.
+            let edit = "import os,sys; fd=os.open(sys.argv[1], os.O_RDWR); os.pwrite(fd, b'EDIT', 10 << 20); os.close(fd)"
+            try m.shell("python3", "-c", edit, m.path("Videos/sample.mp4"))
+            var edited = video
+            edited.replaceSubrange((10 << 20)..<((10 << 20) + 4), with: Array("EDIT".utf8))
+            #expect((try await remoteFile(m, "/Videos/sample.mp4"))?["content_hash"] as? String == Self.sha1(edited))
+            #expect(try m.shell("sha1sum", m.path("Videos/sample.mp4")).hasPrefix(Self.sha1(edited).lowercased()))
             // With rapid upload off, the same copy sends every byte.
             await m.unmount()
             try await m.mount(options: ["no_rapid_upload"])
+            let beforePlain = try await m.drive.stats()["bytes_uploaded"] as? Int ?? -1
             try m.shell("cp", local, m.path("Music/copy2.mp4"))
             let sent = try await m.drive.stats()["bytes_uploaded"] as? Int ?? 0
-            #expect(sent - after == video.count)
+            #expect(sent - beforePlain == video.count)
         }
     }
 
