@@ -43,6 +43,9 @@ public final class AliyunDriveClient: Sendable {
     let limiter: RateLimiter
     let logger = Logger(label: "adrivefs.api")
     private let links = Mutex<[String: DownloadLink]>([:])
+    /// Concurrent requests for the same download link or file share one call.
+    private let linkFlights = SingleFlight<String, DownloadLink>()
+    private let itemFlights = SingleFlight<String, DriveItem>()
     private let driveIDs = Mutex<(selected: String, resource: String, backup: String)>(("", "", ""))
 
     public init(configuration: Configuration, http: any HTTPClient, refreshToken: String, limiter: RateLimiter? = nil) {
@@ -103,9 +106,11 @@ public final class AliyunDriveClient: Sendable {
     }
 
     public func item(fileID: String) async throws -> DriveItem {
-        let object = try await call("/v2/file/get", ["drive_id": driveID, "file_id": fileID])
-        guard let item = DriveItem(json: object) else { throw DriveError(.protocolViolation, "malformed file object") }
-        return item
+        try await itemFlights.run(fileID) {
+            let object = try await self.call("/v2/file/get", ["drive_id": self.driveID, "file_id": fileID])
+            guard let item = DriveItem(json: object) else { throw DriveError(.protocolViolation, "malformed file object") }
+            return item
+        }
     }
 
     public func space() async throws -> SpaceInfo {
@@ -118,9 +123,15 @@ public final class AliyunDriveClient: Sendable {
     // MARK: - Downloads
 
     /// A download link for the file, cached until a minute before it expires.
+    /// Concurrent callers share one `get_download_url` call.
     public func downloadLink(fileID: String) async throws -> DownloadLink {
         let now = Date().timeIntervalSince1970
         if let cached = links.withLock({ $0[fileID] }), cached.expiresAt - now > 60 { return cached }
+        return try await linkFlights.run(fileID) { try await self.fetchLink(fileID: fileID) }
+    }
+
+    private func fetchLink(fileID: String) async throws -> DownloadLink {
+        let now = Date().timeIntervalSince1970
         let object = try await call("/v2/file/get_download_url", ["drive_id": driveID, "file_id": fileID, "expire_sec": 14_400])
         guard let url = object["url"] as? String, !url.isEmpty else {
             throw DriveError(.protocolViolation, "get_download_url returned no url")

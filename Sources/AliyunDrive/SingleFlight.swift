@@ -1,0 +1,20 @@
+import Synchronization
+
+/// Concurrent identical requests share one call: the first caller's task does the work,
+/// the others await it. Nothing is cached once it finishes (callers cache what they want).
+final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private let running = Mutex<[Key: Task<Value, any Error>]>([:])
+
+    func run(_ key: Key, _ work: @escaping @Sendable () async throws -> Value) async throws -> Value {
+        let task: Task<Value, any Error> = running.withLock { running in
+            if let existing = running[key] { return existing }
+            let task = Task {
+                defer { _ = self.running.withLock { $0.removeValue(forKey: key) } }
+                return try await work()
+            }
+            running[key] = task
+            return task
+        }
+        return try await task.value
+    }
+}
