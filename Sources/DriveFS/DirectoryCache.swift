@@ -23,6 +23,13 @@ final class DirectoryCache: Sendable {
         /// Files created on this mount and not uploaded yet, by folder then file_id: they
         /// join every listing of their folder, fresh or cached, until uploaded or removed.
         var local: [String: [String: DriveItem]] = [:]
+
+        func localItems(_ folderID: String) -> [DriveItem] { Array((local[folderID] ?? [:]).values) }
+
+        mutating func removeLocal(_ fileID: String, in folderID: String) {
+            local[folderID]?[fileID] = nil
+            if local[folderID]?.isEmpty == true { local[folderID] = nil }
+        }
     }
 
     private let service: any DriveService
@@ -59,7 +66,7 @@ final class DirectoryCache: Sendable {
             let items = try await service.list(folderID: folderID)
             return state.withLock { state in
                 state.inFlight[folderID] = nil
-                let listing = Self.build(items, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: current)
+                let listing = Self.build(items, local: state.localItems(folderID), fetchedAt: current)
                 state.listings[folderID] = listing
                 return listing
             }
@@ -83,8 +90,7 @@ final class DirectoryCache: Sendable {
         state.withLock { state in
             guard var listing = state.listings[folderID] else { return }
             change(&listing.serverItems)
-            state.listings[folderID] = Self.build(
-                listing.serverItems, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: listing.fetchedAt)
+            state.listings[folderID] = Self.build(listing.serverItems, local: state.localItems(folderID), fetchedAt: listing.fetchedAt)
         }
     }
 
@@ -93,14 +99,12 @@ final class DirectoryCache: Sendable {
     func setLocal(_ item: DriveItem, in folderID: String, remove: Bool = false) {
         state.withLock { state in
             if remove {
-                state.local[folderID]?[item.fileID] = nil
-                if state.local[folderID]?.isEmpty == true { state.local[folderID] = nil }
+                state.removeLocal(item.fileID, in: folderID)
             } else {
                 state.local[folderID, default: [:]][item.fileID] = item
             }
             guard let listing = state.listings[folderID] else { return }
-            state.listings[folderID] = Self.build(
-                listing.serverItems, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: listing.fetchedAt)
+            state.listings[folderID] = Self.build(listing.serverItems, local: state.localItems(folderID), fetchedAt: listing.fetchedAt)
         }
     }
 
@@ -110,13 +114,11 @@ final class DirectoryCache: Sendable {
     func uploaded(_ item: DriveItem, replacing oldID: String) {
         state.withLock { state in
             let folderID = item.parentID
-            state.local[folderID]?[oldID] = nil
-            if state.local[folderID]?.isEmpty == true { state.local[folderID] = nil }
+            state.removeLocal(oldID, in: folderID)
             guard var listing = state.listings[folderID] else { return }
             listing.serverItems.removeAll { $0.fileID == oldID || $0.fileID == item.fileID }
             listing.serverItems.append(item)
-            state.listings[folderID] = Self.build(
-                listing.serverItems, local: Array((state.local[folderID] ?? [:]).values), fetchedAt: listing.fetchedAt)
+            state.listings[folderID] = Self.build(listing.serverItems, local: state.localItems(folderID), fetchedAt: listing.fetchedAt)
         }
     }
 

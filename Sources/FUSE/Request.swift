@@ -16,13 +16,18 @@ struct Request: @unchecked Sendable {
 
     /// The corresponding libfuse call is `fuse_reply_entry`.
     func reply(entry: Entry) {
+        var parameters = Self.parameters(entry)
+        fuse_reply_entry(raw, &parameters)
+    }
+
+    static func parameters(_ entry: Entry) -> fuse_entry_param {
         var parameters = fuse_entry_param()
         parameters.ino = entry.attributes.inode
         parameters.generation = entry.generation
         parameters.attr = entry.attributes.stat
         parameters.attr_timeout = entry.attributeTimeout
         parameters.entry_timeout = entry.entryTimeout
-        fuse_reply_entry(raw, &parameters)
+        return parameters
     }
 
     /// The corresponding libfuse call is `fuse_reply_attr`.
@@ -42,12 +47,7 @@ struct Request: @unchecked Sendable {
 
     /// The corresponding libfuse call is `fuse_reply_create`.
     func reply(created entry: Entry, info: inout fuse_file_info) {
-        var parameters = fuse_entry_param()
-        parameters.ino = entry.attributes.inode
-        parameters.generation = entry.generation
-        parameters.attr = entry.attributes.stat
-        parameters.attr_timeout = entry.attributeTimeout
-        parameters.entry_timeout = entry.entryTimeout
+        var parameters = Self.parameters(entry)
         fuse_reply_create(raw, &parameters, &info)
     }
 
@@ -90,14 +90,8 @@ struct Request: @unchecked Sendable {
                 if plus {
                     // Every entry of a readdirplus reply uses the plus format; entries
                     // without attributes ("." and "..") carry ino 0, so no lookup counts.
-                    var parameters = fuse_entry_param()
-                    if let attributes = entry.entry {
-                        parameters.ino = attributes.attributes.inode
-                        parameters.generation = attributes.generation
-                        parameters.attr = attributes.attributes.stat
-                        parameters.attr_timeout = attributes.attributeTimeout
-                        parameters.entry_timeout = attributes.entryTimeout
-                    } else {
+                    var parameters = entry.entry.map(Self.parameters) ?? fuse_entry_param()
+                    if entry.entry == nil {
                         parameters.attr.st_ino = UInt(entry.inode)
                         parameters.attr.st_mode = entry.kind == .directory ? S_IFDIR : S_IFREG
                     }

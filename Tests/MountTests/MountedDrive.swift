@@ -156,9 +156,15 @@ final class MountedDrive: @unchecked Sendable {
 
     func path(_ relative: String) -> String { mountpoint + "/" + relative }
 
+    /// The server's file object at a drive path, or nil when there is none.
+    func remoteFile(_ path: String) async throws -> JSON? {
+        let (status, file) = try await drive.post("/v2/file/get_by_path", ["drive_id": drive.driveID, "file_path": path])
+        return status == 200 ? file : nil
+    }
+
     /// The bytes of a drive file fetched straight from the emulator (the reference).
     func remoteBytes(_ drivePath: String) async throws -> [UInt8] {
-        let (_, file) = try await drive.post("/v2/file/get_by_path", ["drive_id": drive.driveID, "file_path": drivePath])
+        let file = try #require(try await remoteFile(drivePath), "\(drivePath) is not on the server")
         let url = try await drive.downloadURL(try #require(file["file_id"] as? String))
         return try await drive.get(url).body
     }
@@ -185,4 +191,14 @@ func withMount(
         throw error
     }
     await mounted.finish()
+}
+
+/// Polls for up to `seconds` until `probe` returns a value.
+func eventually<T>(_ seconds: Double = 5, _ probe: () async throws -> T?) async throws -> T? {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if let value = try await probe() { return value }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    return try await probe()
 }

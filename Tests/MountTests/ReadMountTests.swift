@@ -205,13 +205,8 @@ extension ReadMountTests {
                 #expect(line.contains("interrupted") && seconds < 3, "\(line)")
             }
             _ = try await m.drive.http.execute(.init(method: "DELETE", url: m.drive.base + "/__emulator/faults"))
-            var arrived = false
-            for _ in 0..<120 where !arrived {
-                try await Task.sleep(for: .milliseconds(500))
-                let (status, _) = try await m.drive.post("/v2/file/get_by_path", ["drive_id": m.drive.driveID, "file_path": "/stuck.bin"])
-                arrived = status == 200
-            }
-            #expect(arrived)
+            let arrived = try await eventually(60) { try await m.remoteFile("/stuck.bin") }
+            #expect(arrived != nil)
         }
     }
 }

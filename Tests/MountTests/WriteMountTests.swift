@@ -29,7 +29,7 @@ struct WriteMountTests {
             let usedBefore = try used(m)
             try m.shell("cp", "-r", source + "/tree", m.mountpoint + "/")
             for (path, bytes) in files {
-                let remote = try #require(try await remoteFile(m, "/" + path), "\(path) is not on the server")
+                let remote = try #require(try await m.remoteFile("/" + path), "\(path) is not on the server")
                 #expect(remote["size"] as? Int == bytes.count, "\(path)")
                 #expect((remote["content_hash"] as? String)?.uppercased() == Self.sha1(bytes), "\(path)")
                 #expect(try m.shell("sha1sum", m.path(path)).hasPrefix(Self.sha1(bytes).lowercased()))
@@ -51,7 +51,7 @@ struct WriteMountTests {
             try m.shell("cp", local, m.path("Music/copy.mp4"))
             let after = try await m.drive.stats()["bytes_uploaded"] as? Int ?? -2
             #expect(after == before)
-            let remote = try #require(try await remoteFile(m, "/Music/copy.mp4"))
+            let remote = try #require(try await m.remoteFile("/Music/copy.mp4"))
             #expect((remote["content_hash"] as? String)?.uppercased() == Self.sha1(video))
             #expect(m.daemonLog.contains("rapid upload: Music/copy.mp4 (64.0 MiB) — 0 bytes sent"))
             // Editing a large existing file in place: its content is fetched (16 chunks), changed, uploaded.
@@ -59,7 +59,7 @@ struct WriteMountTests {
             try m.shell("python3", "-c", edit, m.path("Videos/sample.mp4"))
             var edited = video
             edited.replaceSubrange((10 << 20)..<((10 << 20) + 4), with: Array("EDIT".utf8))
-            #expect((try await remoteFile(m, "/Videos/sample.mp4"))?["content_hash"] as? String == Self.sha1(edited))
+            #expect((try await m.remoteFile("/Videos/sample.mp4"))?["content_hash"] as? String == Self.sha1(edited))
             #expect(try m.shell("sha1sum", m.path("Videos/sample.mp4")).hasPrefix(Self.sha1(edited).lowercased()))
             // With rapid upload off, the same copy sends every byte.
             await m.unmount()
@@ -111,7 +111,7 @@ struct WriteMountTests {
                     history[history.count - 1] += " fsync"
                     #expect(Glibc.fsync(pair.mounted) == 0)
                     let expected = try pair.referenceContents()
-                    let remote = try await remoteFile(m, "/random.bin")
+                    let remote = try await m.remoteFile("/random.bin")
                     #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(expected), "step \(step)")
                 case 80..<83:
                     // Close everything (uploads) and reopen, sometimes with O_TRUNC.
@@ -136,7 +136,7 @@ struct WriteMountTests {
             pair.close()
             appender.close()
             let expected = try [UInt8](Data(contentsOf: URL(fileURLWithPath: reference)))
-            let remote = try #require(try await remoteFile(m, "/random.bin"))
+            let remote = try #require(try await m.remoteFile("/random.bin"))
             #expect(remote["size"] as? Int == expected.count)
             #expect((remote["content_hash"] as? String)?.uppercased() == Self.sha1(expected))
             // One file on the server: every replaced version went to the trash.
@@ -155,20 +155,20 @@ struct WriteMountTests {
             #expect(try m.shell("cat", m.path("b.txt")) == "A\n")
             #expect(try m.shell("ls", m.mountpoint).split(separator: "\n").contains("a.txt") == false)
             #expect(try await names(m, "root").filter { $0 == "b.txt" || $0 == "a.txt" } == ["b.txt"])
-            #expect((try await remoteFile(m, "/b.txt"))?["content_hash"] as? String == Self.sha1(Array("A\n".utf8)))
+            #expect((try await m.remoteFile("/b.txt"))?["content_hash"] as? String == Self.sha1(Array("A\n".utf8)))
             // Across folders, with a new name; then the folder itself.
             try m.shell("mkdir", m.path("dir"))
             try m.shell("mv", m.path("b.txt"), m.path("dir/c.txt"))
-            #expect(try await remoteFile(m, "/b.txt") == nil)
-            #expect(try await remoteFile(m, "/dir/c.txt") != nil)
+            #expect(try await m.remoteFile("/b.txt") == nil)
+            #expect(try await m.remoteFile("/dir/c.txt") != nil)
             try m.shell("mv", m.path("dir"), m.path("Documents/dir2"))
             #expect(try m.shell("cat", m.path("Documents/dir2/c.txt")) == "A\n")
-            #expect(try await remoteFile(m, "/Documents/dir2/c.txt") != nil)
+            #expect(try await m.remoteFile("/Documents/dir2/c.txt") != nil)
             // The editor pattern: write a temporary file, rename it over the original.
             try m.shell("sh", "-c", "printf 'edited' > '\(m.path("Documents/.notes.md.swp"))'")
             try m.shell("mv", m.path("Documents/.notes.md.swp"), m.path("Documents/notes.md"))
             #expect(try m.shell("cat", m.path("Documents/notes.md")) == "edited")
-            #expect((try await remoteFile(m, "/Documents/notes.md"))?["content_hash"] as? String == Self.sha1(Array("edited".utf8)))
+            #expect((try await m.remoteFile("/Documents/notes.md"))?["content_hash"] as? String == Self.sha1(Array("edited".utf8)))
             // renameat2 flags: RENAME_NOREPLACE refuses an existing target, RENAME_EXCHANGE is unsupported.
             try m.shell("sh", "-c", "echo keep > '\(m.path("keep.txt"))' && echo other > '\(m.path("other.txt"))'")
             let renameat2 = "import ctypes,sys; libc=ctypes.CDLL(None,use_errno=True); "
@@ -185,8 +185,8 @@ struct WriteMountTests {
             #expect(try m.shell("cat", m.path("open.txt")) == "still open")
             try m.shell("mv", m.path("open.txt"), m.path("Music/moved.txt"))
             #expect(Glibc.close(fd) == 0)
-            #expect((try await remoteFile(m, "/Music/moved.txt"))?["content_hash"] as? String == Self.sha1(Array("still open".utf8)))
-            #expect(try await remoteFile(m, "/open.txt") == nil)
+            #expect((try await m.remoteFile("/Music/moved.txt"))?["content_hash"] as? String == Self.sha1(Array("still open".utf8)))
+            #expect(try await m.remoteFile("/open.txt") == nil)
         }
     }
 
@@ -203,24 +203,24 @@ struct WriteMountTests {
             let long = String(repeating: "名", count: 300)
             try m.shell("touch", m.path(long))
             // An empty new file is uploaded at its last release, just after close().
-            #expect(try await eventually { try await remoteFile(m, "/" + long) } != nil)
+            #expect(try await eventually { try await m.remoteFile("/" + long) } != nil)
             // mknod makes regular files only.
             let mknod = "import os,stat,sys; os.mknod(sys.argv[1], int(sys.argv[2]) | 0o644)"
             #expect(try MountedDrive.run(["python3", "-c", mknod, m.path("d/node"), String(S_IFREG)]).0 == 0)
-            #expect(try await remoteFile(m, "/d/node")?["size"] as? Int == 0)
+            #expect(try await m.remoteFile("/d/node")?["size"] as? Int == 0)
             #expect(try MountedDrive.run(["python3", "-c", mknod, m.path("d/fifo"), String(S_IFIFO)]).0 != 0)
             try m.shell("rm", m.path("d/node"))
             try m.shell("rm", m.path("d/f.txt"))
-            #expect(try await remoteFile(m, "/d/f.txt") == nil)
+            #expect(try await m.remoteFile("/d/f.txt") == nil)
             #expect(try stderr(["cat", m.path("d/f.txt")]).contains("No such file"))
             try m.shell("rmdir", m.path("d/e"))
             try m.shell("rmdir", m.path("d"))
-            #expect(try await remoteFile(m, "/d") == nil)
+            #expect(try await m.remoteFile("/d") == nil)
             // A name can be used again at once, and rm -r takes a whole tree.
             try m.shell("mkdir", "-p", m.path("d/x/y"))
             try m.shell("sh", "-c", "echo 1 > '\(m.path("d/x/y/1"))'; echo 2 > '\(m.path("d/x/2"))'")
             try m.shell("rm", "-r", m.path("d"))
-            #expect(try await remoteFile(m, "/d") == nil)
+            #expect(try await m.remoteFile("/d") == nil)
             #expect(try m.shell("ls", m.mountpoint).split(separator: "\n").contains("d") == false)
         }
     }
@@ -240,7 +240,7 @@ struct WriteMountTests {
                 ],
             ])
             try m.shell("cp", local, m.path("big.bin"))
-            let remote = try #require(try await remoteFile(m, "/big.bin"))
+            let remote = try #require(try await m.remoteFile("/big.bin"))
             #expect((remote["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
             let requests = try await m.drive.stats()["requests"] as? [String: Any] ?? [:]
             #expect(requests["/v2/file/get_upload_url"] as? Int ?? 0 >= 1)
@@ -255,7 +255,7 @@ struct WriteMountTests {
             try m.shell("cp", local, m.path("internal.bin"))
             let stats = try await m.drive.stats()
             #expect(stats["bytes_uploaded_internal"] as? Int == bytes.count)
-            #expect((try await remoteFile(m, "/internal.bin"))?["content_hash"] as? String == Self.sha1(bytes))
+            #expect((try await m.remoteFile("/internal.bin"))?["content_hash"] as? String == Self.sha1(bytes))
         }
     }
 
@@ -273,11 +273,7 @@ struct WriteMountTests {
             // Still there on the mount, with its new content.
             #expect(try m.shell("sha1sum", m.path("outage.bin")).hasPrefix(Self.sha1(bytes).lowercased()))
             try await m.drive.emulator.goOnline()
-            var remote: JSON?
-            for _ in 0..<120 where remote == nil {
-                try await Task.sleep(for: .milliseconds(500))
-                remote = try await remoteFile(m, "/outage.bin")
-            }
+            let remote = try await eventually(60) { try await m.remoteFile("/outage.bin") }
             #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
         }
     }
@@ -289,7 +285,7 @@ struct WriteMountTests {
             try Data(bytes).write(to: URL(fileURLWithPath: local))
             // It replaces an existing file, whose content must survive the crash untouched.
             try m.shell("sh", "-c", "echo old > '\(m.path("crash.bin"))'")
-            let old = try #require(try await remoteFile(m, "/crash.bin"))
+            let old = try #require(try await m.remoteFile("/crash.bin"))
             // The second part never completes: the upload is in flight when the daemon dies.
             _ = try await m.drive.hook("faults", ["rules": [["path": "/oss/u/*", "kind": "stall_after", "bytes": 1_000_000, "count": 100]]])
             let copy = Process()
@@ -303,15 +299,15 @@ struct WriteMountTests {
             #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).count == 1)
             await m.killDaemon()
             copy.waitUntilExit()
-            let survivor = try await remoteFile(m, "/crash.bin")
+            let survivor = try await m.remoteFile("/crash.bin")
             #expect(survivor?["file_id"] as? String == old["file_id"] as? String)
             #expect(survivor?["content_hash"] as? String == Self.sha1(Array("old\n".utf8)))
             _ = try await m.drive.http.execute(.init(method: "DELETE", url: m.drive.base + "/__emulator/faults"))
             try await m.mount()
-            var remote: JSON?
-            for _ in 0..<120 where remote == nil {
-                try await Task.sleep(for: .milliseconds(500))
-                remote = try await remoteFile(m, "/crash.bin")
+            // The old version is there until the recovered upload replaces it; the log line comes last.
+            let remote = try await eventually(60) {
+                let file = try await m.remoteFile("/crash.bin")
+                return (file?["content_hash"] as? String) == Self.sha1(bytes) && m.daemonLog.contains("(recovered): crash.bin") ? file : nil
             }
             #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
             #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).isEmpty)
@@ -332,7 +328,7 @@ struct WriteMountTests {
             // Both stay on the mount with their content (and are retried in the background).
             #expect(try m.shell("stat", "-c", "%s", m.path("no-room.bin")) == "\(2 << 20)\n")
             _ = try await m.drive.hook("faults", ["quota_total": 1 << 40])
-            let arrived = try await eventually(30) { try await remoteFile(m, "/no-room.bin") }
+            let arrived = try await eventually(30) { try await m.remoteFile("/no-room.bin") }
             #expect(arrived?["size"] as? Int == 2 << 20)
         }
     }
@@ -348,7 +344,7 @@ struct WriteMountTests {
             #expect(m.daemonLog.contains("unmounting with 1 upload(s) still pending (kept for the next mount): pending.txt"))
             _ = try await m.drive.http.execute(.init(method: "DELETE", url: m.drive.base + "/__emulator/faults"))
             try await m.mount()
-            let arrived = try await eventually(30) { try await remoteFile(m, "/pending.txt") }
+            let arrived = try await eventually(30) { try await m.remoteFile("/pending.txt") }
             #expect((arrived?["content_hash"] as? String) == Self.sha1(Array("pending".utf8)))
         }
     }
@@ -367,29 +363,14 @@ struct WriteMountTests {
             let error = try stderr(command)
             #expect(error.contains("Read-only file system"), "\(command)")
         }
-        let readme = try await remoteFile(m, "/README.txt")
+        let readme = try await m.remoteFile("/README.txt")
         #expect(readme?["size"] as? Int == 243)
-        let created = try await remoteFile(m, "/new.txt")
+        let created = try await m.remoteFile("/new.txt")
         #expect(created == nil)
     }
 
     // MARK: - Helpers
 
-    /// Polls for up to `seconds` until `probe` returns a value.
-    func eventually<T>(_ seconds: Double = 5, _ probe: () async throws -> T?) async throws -> T? {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while ContinuousClock.now < deadline {
-            if let value = try await probe() { return value }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        return try await probe()
-    }
-
-    /// The server's file object at a drive path, or nil when there is none.
-    func remoteFile(_ m: MountedDrive, _ path: String) async throws -> JSON? {
-        let (status, file) = try await m.drive.post("/v2/file/get_by_path", ["drive_id": m.drive.driveID, "file_path": path])
-        return status == 200 ? file : nil
-    }
 
     func names(_ m: MountedDrive, _ folder: String) async throws -> [String] {
         try await m.drive.listAll(folder).0.compactMap { $0["name"] as? String }
