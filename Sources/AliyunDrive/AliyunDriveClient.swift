@@ -139,9 +139,16 @@ public final class AliyunDriveClient: Sendable {
         let expires = URLComponents(string: url)?.queryItems?.first { $0.name == "x-oss-expires" }?.value.flatMap(Double.init)
             ?? parseISO8601(object["expiration"] as? String)
         let referer = url.contains("x-oss-additional-headers=referer") ? "https://www.aliyundrive.com/" : nil
-        let link = DownloadLink(url: url, expiresAt: expires > 0 ? expires : now + 600, referer: referer)
+        let hash = (object["content_hash"] as? String).flatMap { $0.isEmpty ? nil : $0.uppercased() }
+        let link = DownloadLink(url: url, expiresAt: expires > 0 ? expires : now + 600, referer: referer, contentHash: hash)
         links.withLock { $0[fileID] = link }
         return link
+    }
+
+    /// The SHA-1 of the content the file's download URL serves (the cached link's), so a
+    /// cache keyed by content hash can check what it stores; nil when the server does not say.
+    public func servedContentHash(fileID: String) async throws -> String? {
+        try await downloadLink(fileID: fileID).contentHash
     }
 
     /// Drops a cached link (after a 403 or a content change).

@@ -55,6 +55,8 @@ public struct DownloadLink: Sendable {
     public var expiresAt: Double
     /// Web-token URLs must be fetched with this Referer (aliyun-api.md §6.2).
     public var referer: String?
+    /// SHA-1 (uppercase hex) of the content this URL serves, when the server says.
+    public var contentHash: String?
 }
 
 /// Which of the account's drives to mount.

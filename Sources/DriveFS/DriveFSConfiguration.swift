@@ -20,6 +20,10 @@ public struct DriveFSConfiguration: Sendable {
     public var readOnly: Bool
     /// Where files being written are staged (`cache_dir`/staging).
     public var stagingDirectory: String
+    /// Where downloaded chunks are kept on disk (`cache_dir`/chunks), and how many bytes at
+    /// most (`disk_cache_size`; 0 keeps content in memory only).
+    public var diskCacheDirectory: String
+    public var diskCacheSize: Int
     /// Where pending uploads are journaled (state directory/pending).
     public var journalDirectory: String
     public var uploadOptions: UploadOptions
@@ -29,7 +33,8 @@ public struct DriveFSConfiguration: Sendable {
     public init(
         rootID: String = "root", uid: UInt32, gid: UInt32, umask: UInt32 = 0o022, directoryCacheTTL: Double = 60,
         cacheSize: Int = 48 << 20, readAhead: Int = 24 << 20, chunkSize: Int = 4 << 20, randomReadSize: Int = 64 << 10,
-        readOnly: Bool = false, stagingDirectory: String = "/tmp/adrivefs-staging", journalDirectory: String = "/tmp/adrivefs-pending",
+        readOnly: Bool = false, stagingDirectory: String = "/tmp/adrivefs-staging",
+        diskCacheDirectory: String = "/tmp/adrivefs-chunks", diskCacheSize: Int = 0, journalDirectory: String = "/tmp/adrivefs-pending",
         uploadOptions: UploadOptions = UploadOptions(), uploadRetryDelay: Double = 2
     ) {
         self.rootID = rootID
@@ -43,6 +48,8 @@ public struct DriveFSConfiguration: Sendable {
         self.randomReadSize = randomReadSize
         self.readOnly = readOnly
         self.stagingDirectory = stagingDirectory
+        self.diskCacheDirectory = diskCacheDirectory
+        self.diskCacheSize = diskCacheSize
         self.journalDirectory = journalDirectory
         self.uploadOptions = uploadOptions
         self.uploadRetryDelay = uploadRetryDelay

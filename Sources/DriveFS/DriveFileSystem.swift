@@ -49,13 +49,15 @@ public final class DriveFileSystem: FileSystem {
     let inodes: InodeTable
     let directories: DirectoryCache
     let chunks: ChunkCache
+    let disk: DiskChunkCache?
     let handles = Mutex(Handles())
     let space = Mutex<(info: SpaceInfo, at: Double)?>(nil)
     let now: @Sendable () -> Double
     let logger = Logger(label: "adrivefs.vfs")
     let journal: UploadJournal
 
-    public init(service: any DriveService, configuration: DriveFSConfiguration, now: (@Sendable () -> Double)? = nil) {
+    /// Throws when the disk cache is on and its folder cannot be created.
+    public init(service: any DriveService, configuration: DriveFSConfiguration, now: (@Sendable () -> Double)? = nil) throws {
         let now = now ?? { Date().timeIntervalSince1970 }
         let service = GuardedService(service, now: now)
         self.service = service
@@ -67,6 +69,12 @@ public final class DriveFileSystem: FileSystem {
         inodes = InodeTable(root: root)
         directories = DirectoryCache(service: service, ttl: configuration.directoryCacheTTL, now: now)
         chunks = ChunkCache(capacity: configuration.cacheSize)
+        do {
+            disk = configuration.diskCacheSize > 0
+                ? try DiskChunkCache(directory: configuration.diskCacheDirectory, capacity: configuration.diskCacheSize) : nil
+        } catch {
+            throw DriveFSError(errno: EIO, "cannot use the disk cache \(configuration.diskCacheDirectory): \(error.localizedDescription)")
+        }
         journal = UploadJournal(directory: configuration.journalDirectory)
     }
 
@@ -184,7 +192,7 @@ public final class DriveFileSystem: FileSystem {
                 return OpenReply(handle: handles.add(OpenFile(staged: staged, inode: inode, directIO: direct)), keepCache: false, directIO: direct)
             }
         }
-        let reader = FileReader(item: record.item, service: service, cache: chunks, configuration: configuration)
+        let reader = FileReader(item: record.item, service: service, cache: chunks, disk: disk, configuration: configuration)
         let hash = record.item.contentHash ?? ""
         return handles.withLock { handles in
             let keep = !hash.isEmpty && handles.servedHash[inode] == hash

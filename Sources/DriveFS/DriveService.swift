@@ -6,6 +6,9 @@ public protocol DriveService: Sendable {
     func list(folderID: String) async throws -> [DriveItem]
     func item(fileID: String) async throws -> DriveItem
     func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8]
+    /// SHA-1 of the content `read` serves for the file, when known (checked before
+    /// anything is stored in the content-addressed disk cache).
+    func servedContentHash(fileID: String) async throws -> String?
     func space() async throws -> SpaceInfo
 
     // Writing (own drive only).

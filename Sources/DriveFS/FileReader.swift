@@ -4,7 +4,8 @@ import Synchronization
 /// Reads of one open file. Sequential readers get an asynchronous read-ahead window of
 /// parallel chunk downloads that grows while the pattern holds; a seek cancels stale
 /// prefetch; random readers fetch just the range they asked for, never megabytes per
-/// small read.
+/// small read. With a disk cache, chunks come from disk when present there and every
+/// downloaded chunk is stored there.
 final class FileReader: Sendable {
     private struct State {
         var pattern: AccessPattern
@@ -16,13 +17,15 @@ final class FileReader: Sendable {
     let item: DriveItem
     private let service: any DriveService
     private let cache: ChunkCache
+    private let disk: DiskChunkCache?
     private let configuration: DriveFSConfiguration
     private let state: Mutex<State>
 
-    init(item: DriveItem, service: any DriveService, cache: ChunkCache, configuration: DriveFSConfiguration) {
+    init(item: DriveItem, service: any DriveService, cache: ChunkCache, disk: DiskChunkCache?, configuration: DriveFSConfiguration) {
         self.item = item
         self.service = service
         self.cache = cache
+        self.disk = DiskChunkCache.Key.isCacheable(item.contentHash) ? disk : nil
         self.configuration = configuration
         // Read-ahead beyond half the cache would evict its own chunks before they are read.
         let maxWindow = max(1, min(configuration.readAhead, configuration.cacheSize / 2) / configuration.chunkSize)
@@ -57,6 +60,7 @@ final class FileReader: Sendable {
         if !sequential {
             // Random access: serve from chunks already in memory, else fetch just this range.
             if let cached = cachedRange(offset: offset, end: end, first: first, last: last) { return cached[...] }
+            if let stored = diskRange(offset: offset, end: end, first: first, last: last) { return stored[...] }
             return try await service.read(fileID: item.fileID, offset: offset, length: Int(end - offset))
                 .prefixArray(Int(end - offset))[...]
         }
@@ -109,6 +113,23 @@ final class FileReader: Sendable {
         return result
     }
 
+    /// The range read from the disk cache, if every chunk it touches is there.
+    private func diskRange(offset: Int64, end: Int64, first: Int64, last: Int64) -> [UInt8]? {
+        guard let disk else { return nil }
+        let chunkSize = Int64(configuration.chunkSize)
+        var result: [UInt8] = []
+        for index in first...last {
+            let chunkStart = index * chunkSize
+            let from = max(offset, chunkStart)
+            let to = min(end, chunkStart + chunkSize)
+            guard let part = disk.read(
+                diskKey(index), chunkLength: chunkLength(index), from: Int(from - chunkStart), count: Int(to - from))
+            else { return nil }
+            result.append(contentsOf: part)
+        }
+        return result
+    }
+
     private func schedulePrefetch(after lastChunk: Int64) {
         let chunkSize = Int64(configuration.chunkSize)
         let lastIndex = (item.size - 1) / chunkSize
@@ -132,12 +153,34 @@ final class FileReader: Sendable {
         ChunkCache.Key(fileID: item.fileID, contentHash: item.contentHash ?? "", index: index)
     }
 
+    private func diskKey(_ index: Int64) -> DiskChunkCache.Key {
+        DiskChunkCache.Key(contentHash: item.contentHash ?? "", chunkSize: configuration.chunkSize, index: index)
+    }
+
+    private func chunkLength(_ index: Int64) -> Int {
+        let chunkSize = Int64(configuration.chunkSize)
+        return Int(min(chunkSize, item.size - index * chunkSize))
+    }
+
+    /// Fetches chunk `index`: from the disk cache if there, else downloaded (and then
+    /// stored on disk).
     private func loader(_ index: Int64) -> @Sendable () async throws -> [UInt8] {
         let service = self.service
         let fileID = item.fileID
-        let chunkSize = Int64(configuration.chunkSize)
-        let length = Int(min(chunkSize, item.size - index * chunkSize))
-        return { try await service.read(fileID: fileID, offset: index * chunkSize, length: length) }
+        let offset = index * Int64(configuration.chunkSize)
+        let length = chunkLength(index)
+        guard let disk else { return { try await service.read(fileID: fileID, offset: offset, length: length) } }
+        let key = diskKey(index)
+        return {
+            if let stored = disk.read(key, length: length) { return stored }
+            let bytes = try await service.read(fileID: fileID, offset: offset, length: length)
+            // Stored under the listing's hash only if the URL served that content (a file
+            // changed on the server since it was listed must not poison the cache).
+            if bytes.count == length, (try? await service.servedContentHash(fileID: fileID))?.lowercased() == key.contentHash {
+                disk.store(key, bytes: bytes)
+            }
+            return bytes
+        }
     }
 
     /// Stops any prefetch still running (on release).

@@ -49,6 +49,9 @@ final class GuardedService: DriveService {
     func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8] {
         try await guarded { try await base.read(fileID: fileID, offset: offset, length: length) }
     }
+    func servedContentHash(fileID: String) async throws -> String? {
+        try await guarded { try await base.servedContentHash(fileID: fileID) }
+    }
     func space() async throws -> SpaceInfo { try await guarded { try await base.space() } }
     func createFolder(parentID: String, name: String) async throws -> DriveItem {
         try await guarded { try await base.createFolder(parentID: parentID, name: name) }

@@ -30,7 +30,8 @@ public struct MountOptionSpec: Sendable {
         .init(name: "dir_cache_ttl", kind: .value("SECONDS"), help: "how long folder listings are trusted (default: 60)"),
         .init(name: "cache_size", kind: .value("SIZE"), help: "memory for cached file content, e.g. 64M (default: 48M)"),
         .init(name: "read_ahead", kind: .value("SIZE"), help: "read-ahead window of sequential readers (default: 24M)"),
-        .init(name: "cache_dir", kind: .value("PATH"), help: "where files being written are staged (default: ~/.cache/adrivefs)"),
+        .init(name: "cache_dir", kind: .value("PATH"), help: "where files being written are staged and the disk cache lives (default: ~/.cache/adrivefs)"),
+        .init(name: "disk_cache_size", kind: .value("SIZE"), help: "keep downloaded content on disk under cache_dir, up to SIZE, e.g. 10G (default: 0, off)"),
         .init(name: "upload_wait", kind: .value("SECONDS"), help: "how long unmount waits for pending uploads (default: 600)"),
         .init(name: "internal_upload", kind: .flag, help: "send upload bytes to the internal (in-region) upload URLs"),
         .init(name: "no_rapid_upload", kind: .flag, help: "never try rapid upload (always send the bytes)"),
@@ -78,6 +79,7 @@ public struct MountOptions: Sendable, Equatable {
     public var readAhead = 24 << 20
     public var readOnly = false
     public var cacheDirectory: String?
+    public var diskCacheSize = 0
     public var uploadWait: Double = 600
     public var internalUpload = false
     public var rapidUpload = true
@@ -158,6 +160,9 @@ public struct MountOptions: Sendable, Equatable {
             guard let bytes = Self.size(value), bytes >= 0 else { throw bad("a size like 64M") }
             cacheSize = bytes
         case "cache_dir": cacheDirectory = value
+        case "disk_cache_size":
+            guard let bytes = Self.size(value), bytes >= 0 else { throw bad("a size like 10G") }
+            diskCacheSize = bytes
         case "upload_wait":
             guard let number = Double(value), number >= 0 else { throw bad("a number of seconds") }
             uploadWait = number

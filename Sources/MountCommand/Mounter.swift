@@ -74,9 +74,16 @@ public enum Mounter {
             directoryCacheTTL: options.directoryCacheTTL, cacheSize: options.cacheSize, readAhead: options.readAhead,
             readOnly: options.readOnly,
             stagingDirectory: (options.cacheDirectory ?? cacheDirectory) + "/staging/\(getpid())",
+            diskCacheDirectory: (options.cacheDirectory ?? cacheDirectory) + "/chunks", diskCacheSize: options.diskCacheSize,
             journalDirectory: stateDirectory + "/pending",
             uploadOptions: UploadOptions(rapid: options.rapidUpload, internalURLs: options.internalUpload))
-        let fileSystem = DriveFileSystem(service: client, configuration: configuration)
+        let fileSystem: DriveFileSystem
+        do {
+            fileSystem = try DriveFileSystem(service: client, configuration: configuration)
+        } catch {
+            http.shutdown()
+            throw UsageError("\(error)")
+        }
         let started: Result<Void, any Error> = blocking {
             try await client.start()
             try await fileSystem.validateRoot()

@@ -12,11 +12,23 @@ final class FakeDrive: DriveService {
     let bytesServed = Atomic<Int>(0)
     let listCalls = Atomic<Int>(0)
 
-    init(files: [(name: String, id: String, bytes: [UInt8], created: Double)]) {
+    /// What `servedContentHash` answers instead of the listed hash (content changed on the server).
+    let servedHashOverride: String?
+
+    /// Files are listed with a 40-hex content hash made from their id (not their real SHA-1).
+    init(files: [(name: String, id: String, bytes: [UInt8], created: Double)], servedHashOverride: String? = nil) {
         items = files.map {
-            DriveItem(fileID: $0.id, parentID: "root", name: $0.name, isFolder: false, size: Int64($0.bytes.count), contentHash: "H" + $0.id, createdAt: $0.created, updatedAt: $0.created)
+            DriveItem(
+                fileID: $0.id, parentID: "root", name: $0.name, isFolder: false, size: Int64($0.bytes.count),
+                contentHash: Self.listedHash($0.id), createdAt: $0.created, updatedAt: $0.created)
         }
         contents = Dictionary(uniqueKeysWithValues: files.map { ($0.id, $0.bytes) })
+        self.servedHashOverride = servedHashOverride
+    }
+
+    static func listedHash(_ id: String) -> String {
+        let hex = Array(id.utf8).map { String(format: "%02X", $0) }.joined()
+        return String((hex + String(repeating: "0", count: 40)).prefix(40))
     }
 
     func list(folderID: String) async throws -> [DriveItem] {
@@ -34,6 +46,9 @@ final class FakeDrive: DriveService {
         bytesServed.add(slice.count, ordering: .relaxed)
         return slice
     }
+    func servedContentHash(fileID: String) async throws -> String? {
+        servedHashOverride ?? items.first { $0.fileID == fileID }?.contentHash
+    }
     func space() async throws -> SpaceInfo { SpaceInfo(used: 10, total: 1 << 30) }
 
     // Read-only: writing is tested through real mounts against the emulator.
@@ -48,13 +63,13 @@ final class FakeDrive: DriveService {
 @Suite struct DriveFSUnitTests {
     static let big = (0..<(20 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 9) }
 
-    func makeFS(_ drive: FakeDrive) -> DriveFileSystem {
-        DriveFileSystem(service: drive, configuration: DriveFSConfiguration(uid: 1, gid: 1, cacheSize: 16 << 20, readAhead: 8 << 20, chunkSize: 1 << 20))
+    func makeFS(_ drive: FakeDrive) throws -> DriveFileSystem {
+        try DriveFileSystem(service: drive, configuration: DriveFSConfiguration(uid: 1, gid: 1, cacheSize: 16 << 20, readAhead: 8 << 20, chunkSize: 1 << 20))
     }
 
     @Test func sequentialReadsPrefetchAndReturnExactBytes() async throws {
         let drive = FakeDrive(files: [("big.bin", "f1", Self.big, 1)])
-        let fs = makeFS(drive)
+        let fs = try makeFS(drive)
         let entry = try await fs.lookup(parent: 1, name: "big.bin")
         let handle = try await fs.open(inode: entry.attributes.inode, flags: 0).handle
         var offset: Int64 = 0
@@ -75,7 +90,7 @@ final class FakeDrive: DriveService {
 
     @Test func randomReadsFetchOnlyWhatTheyAskFor() async throws {
         let drive = FakeDrive(files: [("big.bin", "f1", Self.big, 1)])
-        let fs = makeFS(drive)
+        let fs = try makeFS(drive)
         let entry = try await fs.lookup(parent: 1, name: "big.bin")
         let handle = try await fs.open(inode: entry.attributes.inode, flags: 0).handle
         let pages = Int64(Self.big.count / 4096)
@@ -90,7 +105,7 @@ final class FakeDrive: DriveService {
 
     @Test func duplicateNamesGetDistinctStableNames() async throws {
         let drive = FakeDrive(files: [("a.txt", "bbbbbbbb22", [2], 20), ("a.txt", "aaaaaaaa11", [1], 10), ("b", "cccccccc33", [3], 5)])
-        let fs = makeFS(drive)
+        let fs = try makeFS(drive)
         let handle = try await fs.opendir(inode: 1)
         let names = try await fs.readdir(inode: 1, handle: handle, offset: 0, plus: false).map(\.name)
         #expect(names == [".", "..", "a (bbbbbbbb).txt", "a.txt", "b"])
@@ -103,7 +118,7 @@ final class FakeDrive: DriveService {
 
     @Test func forgetFreesInodesAndListingsAreCached() async throws {
         let drive = FakeDrive(files: [("x", "x1", [1, 2, 3], 1)])
-        let fs = makeFS(drive)
+        let fs = try makeFS(drive)
         let first = try await fs.lookup(parent: 1, name: "x")
         let again = try await fs.lookup(parent: 1, name: "x")
         #expect(first.attributes.inode == again.attributes.inode)
@@ -116,7 +131,7 @@ final class FakeDrive: DriveService {
 
     @Test func plainReaddirEntriesNobodyLookedUpAreFreedOnReleasedir() async throws {
         let drive = FakeDrive(files: (0..<50).map { ("f\($0)", "id\($0)", [UInt8($0)], Double($0)) })
-        let fs = makeFS(drive)
+        let fs = try makeFS(drive)
         let kept = try await fs.lookup(parent: 1, name: "f7")
         let baseline = fs.inodes.count
         let handle = try await fs.opendir(inode: 1)

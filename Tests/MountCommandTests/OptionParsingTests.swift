@@ -50,8 +50,19 @@ import Testing
     }
 
     @Test func sizesAcceptUnits() throws {
-        guard case .mount(let request) = try ArgumentParser.parse(["adrive", "/m", "-o", "read_ahead=1G,cache_size=512K"]) else { return }
+        guard case .mount(let request) = try ArgumentParser.parse(["adrive", "/m", "-o", "read_ahead=1G,cache_size=512K,disk_cache_size=20G"])
+        else {
+            Issue.record("not a mount request")
+            return
+        }
         #expect(request.options.readAhead == 1 << 30)
         #expect(request.options.cacheSize == 512 << 10)
+        #expect(request.options.diskCacheSize == 20 << 30)
+        #expect(MountOptions().diskCacheSize == 0)
+        #expect {
+            try MountOptions.parse(["disk_cache_size=lots"])
+        } throws: { error in
+            "\(error)" == "mount option 'disk_cache_size': 'lots' is not a size like 10G"
+        }
     }
 }

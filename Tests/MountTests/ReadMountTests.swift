@@ -222,6 +222,34 @@ struct MountFailureTests {
         return (status, error)
     }
 
+    @Test func theDiskCacheServesContentAgainAfterARemount() async throws {
+        let options = ["disk_cache_size=256M"]
+        try await withMount(options: options) { m in
+            let cacheDirectory = m.directory.appendingPathComponent("cache/adrivefs").path  // $XDG_CACHE_HOME/adrivefs
+            let video = try await m.remoteBytes("/Videos/sample.mp4")
+            #expect(try m.shell("sha1sum", m.path("Videos/sample.mp4")).hasPrefix(ReadMountTests.sha1(video)))
+            let chunks = try FileManager.default.contentsOfDirectory(atPath: cacheDirectory + "/chunks")
+            #expect(chunks.count == 16)  // 64 MiB in 4 MiB chunks, named by the content's SHA-1
+            #expect(chunks.allSatisfy { $0.hasPrefix(ReadMountTests.sha1(video) + "-") })
+
+            // A new mount (cold page cache) reads it all — in order and at random — from disk.
+            await m.unmount()
+            try await m.mount(options: options)
+            _ = try await m.drive.hook("stats/reset")
+            #expect(try m.shell("sha1sum", m.path("Videos/sample.mp4")).hasPrefix(ReadMountTests.sha1(video)))
+            let dd = try m.shell("sh", "-c", "dd if='\(m.path("Videos/sample.mp4"))' bs=4096 skip=7001 count=2 status=none | sha1sum")
+            #expect(dd.hasPrefix(ReadMountTests.sha1(Array(video[(7001 * 4096)..<(7003 * 4096)]))))
+            #expect(try await m.drive.stats()["bytes_downloaded"] as? Int == 0)
+
+            // A cache folder that cannot be created fails the mount with one clear line.
+            await m.unmount()
+            let (status, message) = try attempt(m, arguments: ["adrive", m.mountpoint, "-o", "endpoint=\(m.endpoint),token_file=\(m.tokenFile),disk_cache_size=1G,cache_dir=/proc/version"])
+            #expect(status != 0)
+            #expect(message.contains("cannot use the disk cache /proc/version/chunks"))
+            #expect(!m.isMounted)
+        }
+    }
+
     @Test func badInputFailsFastWithOneClearLine() async throws {
         let m = try await MountedDrive(seed: .none)
         defer { Task { await m.finish() } }
