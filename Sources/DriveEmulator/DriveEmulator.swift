@@ -54,6 +54,9 @@ public final class DriveEmulator: Sendable {
     private let runtime = Mutex(Runtime())
     private let ownsDataDirectory: Bool
     private let logger = Logger(label: "adrivefs.emulator")
+    /// Writes state snapshots, in order, off the event loops.
+    private let saveQueue = DispatchQueue(label: "adrivefs-emulator.save")
+    private let saving = Mutex<(busy: Bool, notBefore: ContinuousClock.Instant)>((false, .now))
     public let dataDirectory: String
 
     public init(configuration: Configuration) throws {
@@ -157,10 +160,32 @@ public final class DriveEmulator: Sendable {
         if ownsDataDirectory { try? FileManager.default.removeItem(atPath: dataDirectory) }
     }
 
+    /// Saves changed state. Periodic saves run on their own queue, one at a time, and back
+    /// off to four times the last save's duration (a big drive's state.json takes a while to
+    /// encode); `force` (stop) waits for everything queued and then writes the latest state.
     func saveIfDirty(force: Bool = false) {
-        state.withLock { state in
-            guard state.dirty || force else { return }
-            do { try state.save() } catch { logger.error("saving emulator state failed: \(error)") }
+        let now = ContinuousClock.now
+        if !force {
+            let due = saving.withLock { saving in
+                guard !saving.busy, now >= saving.notBefore else { return false }
+                saving.busy = true
+                return true
+            }
+            guard due else { return }
         }
+        guard let snapshot = state.withLock({ $0.dirty || force ? $0.snapshot() : nil }) else {
+            if !force { saving.withLock { $0.busy = false } }
+            return
+        }
+        let write: @Sendable () -> Void = { [self] in
+            let started = ContinuousClock.now
+            do { try snapshot.write() } catch { logger.error("saving emulator state failed: \(error)") }
+            let finished = ContinuousClock.now
+            saving.withLock { saving in
+                if !force { saving.busy = false }
+                saving.notBefore = finished + (finished - started) * 4
+            }
+        }
+        if force { saveQueue.sync(execute: write) } else { saveQueue.async(execute: write) }
     }
 }

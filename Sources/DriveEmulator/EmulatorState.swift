@@ -82,13 +82,28 @@ final class EmulatorState {
         return true
     }
 
-    /// Writes state.json atomically.
-    func save() throws {
-        let data = try JSONEncoder().encode(persistent)
-        try data.write(to: stateFile, options: .atomic)
-        try JSONEncoder().encode(lifetimes).write(to: dataDirectory.appendingPathComponent("lifetimes.json"), options: .atomic)
-        dirty = false
+    /// What a save writes: taken under the emulator's lock (copy-on-write, so O(1)) and
+    /// encoded and written outside it, so requests never wait for a save.
+    struct Snapshot: Sendable {
+        let persistent: PersistentState
+        let lifetimes: Lifetimes
+        let dataDirectory: URL
+
+        /// Writes state.json and lifetimes.json atomically.
+        func write() throws {
+            try JSONEncoder().encode(persistent).write(to: dataDirectory.appendingPathComponent("state.json"), options: .atomic)
+            try JSONEncoder().encode(lifetimes).write(to: dataDirectory.appendingPathComponent("lifetimes.json"), options: .atomic)
+        }
     }
+
+    /// The state to save now; clears `dirty`.
+    func snapshot() -> Snapshot {
+        dirty = false
+        return Snapshot(persistent: persistent, lifetimes: lifetimes, dataDirectory: dataDirectory)
+    }
+
+    /// Writes state.json atomically (startup, before anything else runs).
+    func save() throws { try snapshot().write() }
 
     func rebuildIndexes() {
         children = [:]

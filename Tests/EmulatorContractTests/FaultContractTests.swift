@@ -95,6 +95,22 @@ import Testing
         await emulator.stop()
     }
 
+    @Test func changesReachTheDiskWithoutAStop() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("adrivefs-save-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withTestDrive(dataDirectory: directory) { drive in
+            let fileID = try #require(try await drive.upload("saved-in-the-background.bin", testBytes(1000))["file_id"] as? String)
+            // The periodic save (every 500 ms, off the event loop) writes it while the emulator runs.
+            var saved = false
+            for _ in 0..<50 where !saved {
+                try await Task.sleep(for: .milliseconds(100))
+                let text = (try? String(contentsOfFile: directory + "/state.json", encoding: .utf8)) ?? ""
+                saved = text.contains(fileID) && text.contains("saved-in-the-background.bin")
+            }
+            #expect(saved)
+        }
+    }
+
     @Test(arguments: [
         (Array("0123456789abcdefghij".utf8), "test-access-token", "MjM0NTY3ODk="),
         (Array("AAAAA".utf8), "test-access-token", "QUFB"),
