@@ -154,37 +154,54 @@ public final class AliyunDriveClient: Sendable {
     /// Drops a cached link (after a 403 or a content change).
     public func forgetLink(fileID: String) { _ = links.withLock { $0.removeValue(forKey: fileID) } }
 
-    /// Reads `length` bytes at `offset` (fewer at the end of the file). Renews an expired
-    /// URL and retries the same range transparently; retries throttling and broken
-    /// connections with backoff.
+    /// Reads `length` bytes at `offset` (fewer at the end of the file) into memory.
     public func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8] {
-        guard length > 0 else { return [] }
+        let collected = Mutex<[UInt8]>([])
+        collected.withLock { $0.reserveCapacity(max(0, length)) }
+        try await read(fileID: fileID, offset: offset, length: length) { chunk in
+            collected.withLock { $0.append(contentsOf: chunk.bindMemory(to: UInt8.self)) }
+        }
+        return collected.withLock { $0 }
+    }
+
+    /// Streams `length` bytes at `offset` (fewer at the end of the file) to `sink` in order,
+    /// as they arrive, on the transport's thread. Renews an expired URL and retries
+    /// throttling and broken connections with backoff, resuming after the bytes already
+    /// delivered, so `sink` sees every byte exactly once.
+    public func read(
+        fileID: String, offset: Int64, length: Int, into sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void
+    ) async throws {
+        guard length > 0 else { return }
+        let progress = RangeProgress(length: length, sink: sink)
         var renewed = false
         var attempt = 0
-        while true {
+        while progress.delivered < length {
             attempt += 1
             let link = try await downloadLink(fileID: fileID)
+            let start = offset + Int64(progress.delivered)
             var request = HTTPRequest(url: link.url, timeouts: .init(connect: .seconds(10), stallTime: configuration.stallTimeout))
-            request.setRange(offset...(offset + Int64(length) - 1))
+            request.setRange(start...(offset + Int64(length) - 1))
             if let referer = link.referer { request.headers["Referer"] = referer }
+            progress.begin(skipping: start)
             let response: HTTPResponse
             do {
-                response = try await http.execute(request, maxBodyBytes: length + 1024)
+                response = try await http.stream(request) { status, chunk in
+                    guard progress.receive(status: status, chunk) else { throw RangeProgress.Complete() }
+                }
+            } catch is RangeProgress.Complete {
+                return
             } catch let error as HTTPTransportError where !error.isCancelled && attempt < configuration.maxAttempts {
-                logger.debug("range read of \(fileID) failed (\(error.code)); retrying")
-                try await backoff(attempt: attempt, retryAfter: nil)
+                logger.debug("range read of \(fileID) failed (\(error.code)) after \(progress.delivered) bytes; retrying")
+                if progress.madeProgress { attempt = 0 }  // a dropped connection that delivered something resumes afresh
+                try await backoff(attempt: max(attempt, 1), retryAfter: nil)
                 continue
             } catch let error as HTTPTransportError {
                 throw error.isCancelled ? DriveError(.cancelled, "read cancelled") : DriveError(.unreachable, "data server unreachable: \(error)")
             }
             switch response.status {
-            case 206:
-                return response.body
-            case 200:
-                let start = Int(min(offset, Int64(response.body.count)))
-                return Array(response.body[start..<min(response.body.count, start + length)])
-            case 416:
-                return []
+            case 200, 206, 416:
+                // A complete response that ended short: the file ends there.
+                return
             case 403 where !renewed:
                 // Expired (or otherwise refused) URL: renew once and retry the same range.
                 renewed = true
@@ -202,5 +219,58 @@ public final class AliyunDriveClient: Sendable {
         let text = response.text
         guard let start = text.range(of: "<Code>"), let end = text.range(of: "</Code>"), start.upperBound <= end.lowerBound else { return "" }
         return String(text[start.upperBound..<end.lowerBound])
+    }
+}
+
+/// How much of a ranged read has reached its sink, across attempts. A 206 body starts at
+/// the requested byte; a server that ignores Range answers 200 with the whole file, whose
+/// leading bytes are skipped. Bytes past `length` are never delivered.
+private final class RangeProgress: Sendable {
+    private struct State {
+        var delivered = 0
+        /// Bytes of a 200 body still to skip this attempt.
+        var skip: Int64 = 0
+        var progressed = false
+    }
+
+    let length: Int
+    private let sink: @Sendable (UnsafeRawBufferPointer) -> Void
+    private let state = Mutex(State())
+
+    init(length: Int, sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) {
+        self.length = length
+        self.sink = sink
+    }
+
+    var delivered: Int { state.withLock { $0.delivered } }
+    var madeProgress: Bool { state.withLock { $0.progressed } }
+
+    /// Starts an attempt for the range that begins at file offset `start`.
+    func begin(skipping start: Int64) {
+        state.withLock {
+            $0.skip = start
+            $0.progressed = false
+        }
+    }
+
+    /// Thrown from the body callback to stop a whole-file 200 once the range is delivered.
+    struct Complete: Error {}
+
+    /// On the transport's thread, one chunk at a time (never concurrently for one read).
+    /// Returns false once the range is complete and the body goes on (a 200).
+    func receive(status: Int, _ chunk: UnsafeRawBufferPointer) -> Bool {
+        let (from, count) = state.withLock { state in
+            var from = 0
+            if status == 200 {
+                from = Int(min(Int64(chunk.count), state.skip))
+                state.skip -= Int64(from)
+            }
+            let count = max(0, min(chunk.count - from, length - state.delivered))
+            state.delivered += count
+            if count > 0 { state.progressed = true }
+            return (from, count)
+        }
+        if count > 0 { sink(UnsafeRawBufferPointer(rebasing: chunk[from..<from + count])) }
+        return status != 200 || delivered < length
     }
 }

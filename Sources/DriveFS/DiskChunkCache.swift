@@ -131,17 +131,19 @@ final class DiskChunkCache: Sendable {
         return bytes
     }
 
-    /// Stores a downloaded chunk (best effort: a full disk or any error just skips it).
     func store(_ key: Key, bytes: [UInt8]) {
+        bytes.withUnsafeBytes { store(key, bytes: $0) }
+    }
+
+    /// Stores a downloaded chunk (best effort: a full disk or any error just skips it).
+    func store(_ key: Key, bytes: UnsafeRawBufferPointer) {
         guard capacity > 0, bytes.count <= capacity, !contains(key) else { return }
         let temporary = directory + "/.tmp-\(getpid())-\(temporaryCounter.wrappingAdd(1, ordering: .relaxed).newValue)"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { return }
         var done = 0
         while done < bytes.count {
-            let wrote = bytes.withUnsafeBytes { buffer in
-                write(descriptor, buffer.baseAddress.map { $0 + done }, bytes.count - done)
-            }
+            let wrote = write(descriptor, bytes.baseAddress.map { $0 + done }, bytes.count - done)
             if wrote < 0 && errno == EINTR { continue }
             guard wrote > 0 else { break }
             done += wrote

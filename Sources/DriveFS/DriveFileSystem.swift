@@ -211,7 +211,7 @@ public final class DriveFileSystem: FileSystem {
         }
     }
 
-    public func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> ArraySlice<UInt8> {
+    public func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> any ReadBytes {
         let file = try source(inode, handle)
         if let staged = file.staged { return try staged.read(at: offset, size: size)[...] }
         guard let reader = file.reader else { throw DriveFSError.badHandle }
@@ -224,7 +224,7 @@ public final class DriveFileSystem: FileSystem {
         }
     }
 
-    public func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> ArraySlice<UInt8>? {
+    public func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> (any ReadBytes)? {
         guard let file = try? source(inode, handle) else { return nil }
         if let staged = file.staged { return (try? staged.read(at: offset, size: size))?[...] }
         return file.reader?.readFromMemory(offset: offset, size: size)

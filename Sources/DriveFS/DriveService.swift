@@ -6,6 +6,8 @@ public protocol DriveService: Sendable {
     func list(folderID: String) async throws -> [DriveItem]
     func item(fileID: String) async throws -> DriveItem
     func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8]
+    /// The same bytes streamed to `sink` in order as they arrive (each byte once).
+    func read(fileID: String, offset: Int64, length: Int, into sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) async throws
     /// SHA-1 of the content `read` serves for the file, when known (checked before
     /// anything is stored in the content-addressed disk cache).
     func servedContentHash(fileID: String) async throws -> String?

@@ -1,4 +1,5 @@
 import AliyunDrive
+import FUSE
 import Synchronization
 
 /// Reads of one open file. Sequential readers get an asynchronous read-ahead window of
@@ -9,7 +10,9 @@ import Synchronization
 final class FileReader: Sendable {
     private struct State {
         var pattern: AccessPattern
-        var prefetches: [Int64: Task<Void, Never>] = [:]
+        /// Chunks whose download this reader started ahead of it (cancelled when the
+        /// pattern breaks or the file is closed).
+        var prefetches: [Int64: ChunkBuffer] = [:]
         /// Reads already classified by `readFromMemory` that went on to `read`, by offset.
         var classified: [Int64: Bool] = [:]
     }
@@ -32,33 +35,34 @@ final class FileReader: Sendable {
         state = Mutex(State(pattern: AccessPattern(maxWindow: maxWindow)))
     }
 
-    /// The read's bytes if one cached chunk holds them all (the common case of a
-    /// sequential reader served by read-ahead); otherwise nil, and `read` follows.
-    func readFromMemory(offset: Int64, size: Int) -> ArraySlice<UInt8>? {
-        guard offset < item.size, size > 0 else { return [] }
+    private var chunkSize: Int64 { Int64(configuration.chunkSize) }
+
+    /// The read's bytes if one chunk in memory already holds them all (the common case of
+    /// a sequential reader served by read-ahead); otherwise nil, and `read` follows.
+    func readFromMemory(offset: Int64, size: Int) -> (any ReadBytes)? {
+        guard offset < item.size, size > 0 else { return [UInt8]()[...] }
         let end = min(offset + Int64(size), item.size)
         let sequential = classify(offset: offset, end: end)
-        let chunkSize = Int64(configuration.chunkSize)
         let first = offset / chunkSize
         if sequential { schedulePrefetch(after: (end - 1) / chunkSize) }
-        if first == (end - 1) / chunkSize, let bytes = cache.cached(key(first)) {
-            return piece(of: bytes, index: first, offset: offset, end: end)
+        if first == (end - 1) / chunkSize, let buffer = cache.cached(key(first)) {
+            let range = localRange(first, offset, end)
+            if buffer.filled >= range.upperBound { return buffer.view(range) }
         }
         state.withLock { $0.classified[offset] = sequential }
         return nil
     }
 
-    func read(offset: Int64, size: Int) async throws -> ArraySlice<UInt8> {
+    func read(offset: Int64, size: Int) async throws -> any ReadBytes {
         let fileSize = item.size
-        guard offset < fileSize, size > 0 else { return [] }
+        guard offset < fileSize, size > 0 else { return [UInt8]()[...] }
         let end = min(offset + Int64(size), fileSize)
-        let chunkSize = Int64(configuration.chunkSize)
         let first = offset / chunkSize
         let last = (end - 1) / chunkSize
         let noted = state.withLock { $0.classified.removeValue(forKey: offset) }
         let sequential = noted ?? classify(offset: offset, end: end)
         if !sequential {
-            // Random access: serve from chunks already in memory, else fetch just this range.
+            // Random access: serve from chunks already in memory or on disk, else fetch just this range.
             if let cached = cachedRange(offset: offset, end: end, first: first, last: last) { return cached[...] }
             if let stored = diskRange(offset: offset, end: end, first: first, last: last) { return stored[...] }
             return try await service.read(fileID: item.fileID, offset: offset, length: Int(end - offset))
@@ -66,49 +70,77 @@ final class FileReader: Sendable {
         }
         if noted == nil { schedulePrefetch(after: last) }
         if first == last {
-            // The common case: answer from the cached chunk itself, no copy.
-            return piece(of: try await chunk(first), index: first, offset: offset, end: end)
+            // The common case: answer from the chunk itself, as soon as its bytes are there.
+            let range = localRange(first, offset, end)
+            let (buffer, available) = try await bytes(of: first, upTo: range.upperBound)
+            return buffer.view(range.lowerBound..<max(range.lowerBound, available))
         }
         var result: [UInt8] = []
         result.reserveCapacity(Int(end - offset))
         for index in first...last {
-            let part = piece(of: try await chunk(index), index: index, offset: offset, end: end)
-            guard !part.isEmpty else { break }
-            result.append(contentsOf: part)
+            let range = localRange(index, offset, end)
+            let (buffer, available) = try await bytes(of: index, upTo: range.upperBound)
+            guard available > range.lowerBound else { break }
+            buffer.withBytes(range.lowerBound..<available) { result.append(contentsOf: $0) }
+            if available < range.upperBound { break }
         }
         return result[...]
+    }
+
+    /// Waits until chunk `index` holds its bytes up to `end` (or all it will), starting its
+    /// download if nobody has. A download cancelled under us (another reader's stale
+    /// prefetch) is started again while this caller still wants it.
+    private func bytes(of index: Int64, upTo end: Int) async throws -> (ChunkBuffer, Int) {
+        while true {
+            let (buffer, _) = cache.buffer(key(index), length: chunkLength(index), load: loader(index))
+            do {
+                return (buffer, try await buffer.wait(until: end))
+            } catch where !Task.isCancelled && Self.isCancellation(error) {
+                continue
+            }
+        }
+    }
+
+    static func isCancellation(_ error: any Error) -> Bool {
+        if error is CancellationError { return true }
+        if let error = error as? DriveError { return error.kind == .cancelled }
+        return false
     }
 
     /// Feeds the read to the access pattern; a read that breaks the pattern cancels
     /// stale prefetch.
     private func classify(offset: Int64, end: Int64) -> Bool {
-        state.withLock { state in
+        let (sequential, stale) = state.withLock { state in
             let sequential = state.pattern.observe(offset: offset, end: end)
-            if !sequential {
-                for task in state.prefetches.values { task.cancel() }
-                state.prefetches.removeAll()
-            }
-            return sequential
+            guard !sequential else { return (true, [Int64: ChunkBuffer]()) }
+            defer { state.prefetches.removeAll() }
+            return (false, state.prefetches)
         }
+        cancel(stale)
+        return sequential
     }
 
-    /// The part of chunk `index` that falls inside the file range `offset..<end`.
-    private func piece(of bytes: [UInt8], index: Int64, offset: Int64, end: Int64) -> ArraySlice<UInt8> {
-        let chunkStart = index * Int64(configuration.chunkSize)
+    private func cancel(_ prefetches: [Int64: ChunkBuffer]) {
+        // A chunk whose bytes are all there is kept (its disk-cache store may still be running).
+        for (index, buffer) in prefetches where buffer.filled < buffer.capacity { cache.cancelDownload(key(index), of: buffer) }
+    }
+
+    /// The part of chunk `index` that falls inside the file range `offset..<end`, in
+    /// chunk-relative bytes.
+    private func localRange(_ index: Int64, _ offset: Int64, _ end: Int64) -> Range<Int> {
+        let chunkStart = index * chunkSize
         let from = Int(max(offset, chunkStart) - chunkStart)
-        let to = Int(min(end, chunkStart + Int64(bytes.count)) - chunkStart)
-        return from < to ? bytes[from..<to] : []
+        let to = Int(min(end, chunkStart + chunkSize) - chunkStart)
+        return from..<max(from, to)
     }
 
+    /// The range from chunks in memory, if they already hold all of it.
     private func cachedRange(offset: Int64, end: Int64, first: Int64, last: Int64) -> [UInt8]? {
         var result: [UInt8] = []
         for index in first...last {
-            guard let bytes = cache.cached(key(index)) else {
-                return nil
-            }
-            let part = piece(of: bytes, index: index, offset: offset, end: end)
-            guard !part.isEmpty else { return nil }
-            result.append(contentsOf: part)
+            let range = localRange(index, offset, end)
+            guard let buffer = cache.cached(key(index)), buffer.filled >= range.upperBound else { return nil }
+            buffer.withBytes(range) { result.append(contentsOf: $0) }
         }
         return result
     }
@@ -116,14 +148,10 @@ final class FileReader: Sendable {
     /// The range read from the disk cache, if every chunk it touches is there.
     private func diskRange(offset: Int64, end: Int64, first: Int64, last: Int64) -> [UInt8]? {
         guard let disk else { return nil }
-        let chunkSize = Int64(configuration.chunkSize)
         var result: [UInt8] = []
         for index in first...last {
-            let chunkStart = index * chunkSize
-            let from = max(offset, chunkStart)
-            let to = min(end, chunkStart + chunkSize)
-            guard let part = disk.read(
-                diskKey(index), chunkLength: chunkLength(index), from: Int(from - chunkStart), count: Int(to - from))
+            let range = localRange(index, offset, end)
+            guard let part = disk.read(diskKey(index), chunkLength: chunkLength(index), from: range.lowerBound, count: range.count)
             else { return nil }
             result.append(contentsOf: part)
         }
@@ -131,22 +159,17 @@ final class FileReader: Sendable {
     }
 
     private func schedulePrefetch(after lastChunk: Int64) {
-        let chunkSize = Int64(configuration.chunkSize)
         let lastIndex = (item.size - 1) / chunkSize
         let window = state.withLock { $0.pattern.window }
         guard window > 0, lastChunk < lastIndex else { return }
-        for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) {
-            if let task = cache.prefetch(key(index), load: loader(index)) {
-                state.withLock { state in
-                    state.prefetches = state.prefetches.filter { $0.key > lastChunk }
-                    state.prefetches[index] = task
-                }
+        for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) where cache.cached(key(index)) == nil {
+            let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), load: loader(index))
+            guard started else { continue }
+            state.withLock { state in
+                state.prefetches = state.prefetches.filter { $0.key > lastChunk }
+                state.prefetches[index] = buffer
             }
         }
-    }
-
-    private func chunk(_ index: Int64) async throws -> [UInt8] {
-        try await cache.chunk(key(index), load: loader(index))
     }
 
     private func key(_ index: Int64) -> ChunkCache.Key {
@@ -158,37 +181,41 @@ final class FileReader: Sendable {
     }
 
     private func chunkLength(_ index: Int64) -> Int {
-        let chunkSize = Int64(configuration.chunkSize)
-        return Int(min(chunkSize, item.size - index * chunkSize))
+        Int(max(0, min(chunkSize, item.size - index * chunkSize)))
     }
 
-    /// Fetches chunk `index`: from the disk cache if there, else downloaded (and then
-    /// stored on disk).
-    private func loader(_ index: Int64) -> @Sendable () async throws -> [UInt8] {
+    /// Fills chunk `index`: from the disk cache if there, else streamed from the server as
+    /// it arrives (and then stored on disk).
+    private func loader(_ index: Int64) -> @Sendable (ChunkBuffer) async throws -> Void {
         let service = self.service
         let fileID = item.fileID
-        let offset = index * Int64(configuration.chunkSize)
+        let offset = index * chunkSize
         let length = chunkLength(index)
-        guard let disk else { return { try await service.read(fileID: fileID, offset: offset, length: length) } }
+        let disk = self.disk
         let key = diskKey(index)
-        return {
-            if let stored = disk.read(key, length: length) { return stored }
-            let bytes = try await service.read(fileID: fileID, offset: offset, length: length)
+        return { buffer in
+            if let disk, let stored = disk.read(key, length: length) {
+                stored.withUnsafeBytes { buffer.append($0) }
+                return
+            }
+            try await service.read(fileID: fileID, offset: offset, length: length) { buffer.append($0) }
             // Stored under the listing's hash only if the URL served that content (a file
             // changed on the server since it was listed must not poison the cache).
-            if bytes.count == length, (try? await service.servedContentHash(fileID: fileID))?.lowercased() == key.contentHash {
-                disk.store(key, bytes: bytes)
+            if let disk, buffer.filled == length,
+                (try? await service.servedContentHash(fileID: fileID))?.lowercased() == key.contentHash
+            {
+                buffer.withBytes(0..<length) { disk.store(key, bytes: $0) }
             }
-            return bytes
         }
     }
 
-    /// Stops any prefetch still running (on release).
+    /// Stops the downloads this reader started ahead of it (on release).
     func close() {
-        state.withLock { state in
-            for task in state.prefetches.values { task.cancel() }
-            state.prefetches.removeAll()
+        let stale = state.withLock { state in
+            defer { state.prefetches.removeAll() }
+            return state.prefetches
         }
+        cancel(stale)
     }
 }
 

@@ -49,6 +49,9 @@ final class GuardedService: DriveService {
     func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8] {
         try await guarded { try await base.read(fileID: fileID, offset: offset, length: length) }
     }
+    func read(fileID: String, offset: Int64, length: Int, into sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) async throws {
+        try await guarded { try await base.read(fileID: fileID, offset: offset, length: length, into: sink) }
+    }
     func servedContentHash(fileID: String) async throws -> String? {
         try await guarded { try await base.servedContentHash(fileID: fileID) }
     }

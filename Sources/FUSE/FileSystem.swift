@@ -22,13 +22,14 @@ public protocol FileSystem: Sendable {
     func remember(inodes: [InodeNumber])
     func releasedir(inode: InodeNumber, handle: UInt64) async
     func open(inode: InodeNumber, flags: Int32) async throws -> OpenReply
-    /// The bytes at `offset` (fewer at the end of the file). A slice, so a filesystem can
-    /// answer from a cached buffer without copying it first.
-    func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> ArraySlice<UInt8>
+    /// The bytes at `offset` (fewer at the end of the file). Any `ReadBytes` (an array
+    /// slice, or a view of the filesystem's own buffer), so it can answer from a cached
+    /// buffer without copying it first.
+    func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> any ReadBytes
     /// The same bytes when they are already in memory, answered on libfuse's thread
     /// without starting a task; nil sends the request on to `read`. Called first for every
     /// read, so it may also note the access (one call per read either way).
-    func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> ArraySlice<UInt8>?
+    func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> (any ReadBytes)?
     func release(inode: InodeNumber, handle: UInt64) async throws
     func statfs(inode: InodeNumber) async throws -> FileSystemStatistics
     func getxattr(inode: InodeNumber, name: String) async throws -> [UInt8]
@@ -154,8 +155,18 @@ public struct FileSystemStatistics: Sendable {
 }
 
 extension FileSystem {
-    public func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> ArraySlice<UInt8>? { nil }
+    public func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> (any ReadBytes)? { nil }
 }
+
+/// Bytes a read replies with, handed to the kernel without another copy. An array slice
+/// is one; a filesystem can conform a view of its own buffers (keeping them alive until
+/// the reply is sent).
+public protocol ReadBytes: Sendable {
+    var count: Int { get }
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+}
+
+extension ArraySlice: ReadBytes where Element == UInt8 {}
 
 /// What a `setattr` asks to change (nil: leave as is).
 public struct AttributeChanges: Sendable {

@@ -52,7 +52,7 @@ struct Request: @unchecked Sendable {
     }
 
     /// The corresponding libfuse call is `fuse_reply_buf`.
-    func reply(bytes: ArraySlice<UInt8>) {
+    func reply(bytes: any ReadBytes) {
         bytes.withUnsafeBytes { raw in
             _ = fuse_reply_buf(self.raw, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
         }

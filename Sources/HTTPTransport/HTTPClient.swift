@@ -8,11 +8,12 @@ public protocol HTTPClient: Sendable {
     func execute(_ request: HTTPRequest, maxBodyBytes: Int) async throws -> HTTPResponse
 
     /// Sends the request and streams a 2xx response body to `onBody` as it arrives, chunk by
-    /// chunk, on the transport's thread (copy what you need; do not block). Throwing from
-    /// `onBody` aborts the transfer and the call rethrows that error. Non-2xx bodies are
-    /// collected into the returned response instead (≤ 64 KiB) and never reach `onBody`.
+    /// chunk, with the response's status (a ranged request may get 206 or a whole-body 200),
+    /// on the transport's thread (copy what you need; do not block). Throwing from `onBody`
+    /// aborts the transfer and the call rethrows that error. Non-2xx bodies are collected
+    /// into the returned response instead (≤ 64 KiB) and never reach `onBody`.
     func stream(
-        _ request: HTTPRequest, onBody: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
+        _ request: HTTPRequest, onBody: @escaping @Sendable (_ status: Int, _ bytes: UnsafeRawBufferPointer) throws -> Void
     ) async throws -> HTTPResponse
 }
 

@@ -154,7 +154,7 @@ struct Bench {
     static func transportDownload(client: CurlHTTPClient, url: String, expected: Int) async throws -> Double {
         let counter = ByteCounter()
         let start = ContinuousClock.now
-        let response = try await client.stream(HTTPRequest(url: url)) { chunk in counter.count += chunk.count }
+        let response = try await client.stream(HTTPRequest(url: url)) { _, chunk in counter.count += chunk.count }
         let elapsed = ContinuousClock.now - start
         guard response.status == 200, counter.count == expected else {
             throw BenchError("download failed: HTTP \(response.status), \(counter.count) bytes")

@@ -33,7 +33,7 @@ final class CeilingFS: FileSystem {
     func remember(inodes: [InodeNumber]) {}
     func releasedir(inode: InodeNumber, handle: UInt64) async {}
     func open(inode: InodeNumber, flags: Int32) async throws -> OpenReply { OpenReply(handle: 0) }
-    func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> ArraySlice<UInt8> {
+    func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> any ReadBytes {
         let count = Int(max(0, min(Int64(min(size, block.count)), self.size - offset)))
         return block[0..<count]
     }

@@ -122,7 +122,7 @@ import Testing
         let handle = try await fs.open(inode: entry.attributes.inode, flags: 0).handle
         var collected: [UInt8] = []
         while collected.count < size {
-            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: Int64(collected.count), size: 128 << 10)
+            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: Int64(collected.count), size: 128 << 10).array
             guard !bytes.isEmpty else { break }
             collected += bytes
         }
@@ -135,7 +135,8 @@ import Testing
         let content = bytes(5 << 20 + 123, 5)
         let first = FakeDrive(files: [("v.bin", "f1", content, 1)])
         #expect(try await readAll(try makeFS(first), "v.bin", size: content.count) == content)
-        // Six chunks: five whole ones and the short last one.
+        // Six chunks: five whole ones and the short last one (stored right after readers got them).
+        for _ in 0..<100 where files().count < 6 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(files().count == 6)
         #expect(first.bytesServed.load(ordering: .relaxed) >= content.count)
 
@@ -146,7 +147,7 @@ import Testing
         let entry = try await fs.lookup(parent: 1, name: "v.bin")
         let handle = try await fs.open(inode: entry.attributes.inode, flags: 0).handle
         for offset in [3_000_000, 17, 5 << 20, 1_048_570] {
-            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: Int64(offset), size: 4096)
+            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: Int64(offset), size: 4096).array
             #expect(Array(bytes) == Array(content[offset..<min(content.count, offset + 4096)]))
         }
         #expect(second.bytesServed.load(ordering: .relaxed) == 0)

@@ -5,6 +5,11 @@ import FUSE
 import Synchronization
 import Testing
 
+extension ReadBytes {
+    /// The bytes as an array (tests compare them).
+    var array: [UInt8] { withUnsafeBytes { Array($0) } }
+}
+
 /// A scripted drive: one folder of files held in memory; counts bytes served.
 final class FakeDrive: DriveService {
     let items: [DriveItem]
@@ -46,6 +51,17 @@ final class FakeDrive: DriveService {
         bytesServed.add(slice.count, ordering: .relaxed)
         return slice
     }
+    /// Streams in 64 KiB pieces, like a transport would.
+    func read(fileID: String, offset: Int64, length: Int, into sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) async throws {
+        let bytes = try await read(fileID: fileID, offset: offset, length: length)
+        var from = 0
+        while from < bytes.count {
+            let to = min(bytes.count, from + (64 << 10))
+            bytes[from..<to].withUnsafeBytes { sink($0) }
+            from = to
+            await Task.yield()
+        }
+    }
     func servedContentHash(fileID: String) async throws -> String? {
         servedHashOverride ?? items.first { $0.fileID == fileID }?.contentHash
     }
@@ -75,7 +91,7 @@ final class FakeDrive: DriveService {
         var offset: Int64 = 0
         var collected: [UInt8] = []
         while offset < Int64(Self.big.count) {
-            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: offset, size: 128 << 10)
+            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: offset, size: 128 << 10).array
             collected += bytes
             offset += Int64(bytes.count)
             if offset == 4 << 20 {
@@ -97,7 +113,7 @@ final class FakeDrive: DriveService {
         for step in 1...50 {
             // Scattered offsets, never two in a row near each other.
             let offset = (Int64(step) * 7919 % pages) * 4096
-            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: offset, size: 4096)
+            let bytes = try await fs.read(inode: entry.attributes.inode, handle: handle, offset: offset, size: 4096).array
             #expect(Array(bytes) == Array(Self.big[Int(offset)..<Int(offset) + 4096]))
         }
         #expect(drive.bytesServed.load(ordering: .relaxed) <= 50 * 4096 * 3)

@@ -56,7 +56,7 @@ import Testing
             // Download: streamed chunk by chunk into a hasher.
             let url = try await drive.downloadURL(try #require(completed["file_id"] as? String))
             let sink = HashingSink()
-            let response = try await drive.http.stream(HTTPRequest(url: url)) { chunk in sink.hasher.update(chunk) }
+            let response = try await drive.http.stream(HTTPRequest(url: url)) { _, chunk in sink.hasher.update(chunk) }
             #expect(response.status == 200)
             #expect(response.body.isEmpty)
             let (count, digest) = (sink.hasher.count, sink.hasher.hexDigest)
@@ -174,7 +174,7 @@ import Testing
             let url = try await drive.downloadURL(try #require(try await drive.upload("x.bin", testBytes(1000))["file_id"] as? String))
             let tampered = url.replacingOccurrences(of: "x-oss-signature=", with: "x-oss-signature=AA")
             let delivered = Mutex(0)
-            let response = try await drive.http.stream(HTTPRequest(url: tampered)) { chunk in delivered.withLock { $0 += chunk.count } }
+            let response = try await drive.http.stream(HTTPRequest(url: tampered)) { _, chunk in delivered.withLock { $0 += chunk.count } }
             #expect(response.status == 403)
             #expect(response.text.contains("SignatureDoesNotMatch"))
             #expect(delivered.withLock { $0 } == 0)
@@ -186,7 +186,7 @@ import Testing
         try await withTestDrive { drive in
             let url = try await drive.downloadURL(try #require(try await drive.upload("x.bin", testBytes(500_000))["file_id"] as? String))
             await #expect(throws: Enough.self) {
-                try await drive.http.stream(HTTPRequest(url: url)) { _ in throw Enough() }
+                try await drive.http.stream(HTTPRequest(url: url)) { _, _ in throw Enough() }
             }
         }
     }

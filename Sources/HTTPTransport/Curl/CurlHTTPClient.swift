@@ -47,7 +47,7 @@ public final class CurlHTTPClient: HTTPClient {
     }
 
     public func stream(
-        _ request: HTTPRequest, onBody: @escaping @Sendable (UnsafeRawBufferPointer) throws -> Void
+        _ request: HTTPRequest, onBody: @escaping @Sendable (_ status: Int, _ bytes: UnsafeRawBufferPointer) throws -> Void
     ) async throws -> HTTPResponse {
         try await perform(request, mode: .stream(onBody))
     }

@@ -12,7 +12,7 @@ final class CurlTransfer: @unchecked Sendable {
         /// Collect the whole body, failing past the limit.
         case collect(limit: Int)
         /// Hand 2xx bodies to the sink; collect other bodies (truncated at 64 KiB).
-        case stream(@Sendable (UnsafeRawBufferPointer) throws -> Void)
+        case stream(@Sendable (Int, UnsafeRawBufferPointer) throws -> Void)
     }
 
     let id: UInt64
@@ -207,7 +207,7 @@ final class CurlTransfer: @unchecked Sendable {
             collected.append(contentsOf: chunk.bindMemory(to: UInt8.self))  // contiguous: one memcpy
         case .stream(let sink):
             if (200..<300).contains(status) {
-                do { try sink(chunk) } catch {
+                do { try sink(status, chunk) } catch {
                     failure = error
                     return false
                 }
