@@ -225,7 +225,7 @@ public final class AliyunDriveClient: Sendable {
 /// How much of a ranged read has reached its sink, across attempts. A 206 body starts at
 /// the requested byte; a server that ignores Range answers 200 with the whole file, whose
 /// leading bytes are skipped. Bytes past `length` are never delivered.
-private final class RangeProgress: Sendable {
+final class RangeProgress: Sendable {
     private struct State {
         var delivered = 0
         /// Bytes of a 200 body still to skip this attempt.

@@ -85,7 +85,7 @@ final class ChunkBuffer: @unchecked Sendable {
     func wait(until end: Int) async throws -> Int {
         let wanted = min(end, capacity)
         let id: UInt64 = try state.withLock { state in
-            if let failure = state.failure { throw failure }
+            if let failure = state.failure, state.filled < wanted { throw failure }
             state.nextWaiter += 1
             return state.nextWaiter
         }
@@ -93,7 +93,6 @@ final class ChunkBuffer: @unchecked Sendable {
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                     let resumeNow: Result<Void, any Error>? = state.withLock { state in
-                        if let failure = state.failure { return .failure(failure) }
                         if state.filled >= wanted || state.finished { return .success(()) }
                         if Task.isCancelled { return .failure(CancellationError()) }
                         state.waiters[id] = (wanted, continuation)

@@ -11,7 +11,9 @@ extension ReadBytes {
 }
 
 /// A scripted drive: one folder of files held in memory; counts bytes served.
-final class FakeDrive: DriveService {
+/// Unchecked: every stored property is a `let` of a Sendable type; open for subclasses that
+/// script the streaming read.
+class FakeDrive: DriveService, @unchecked Sendable {
     let items: [DriveItem]
     let contents: [String: [UInt8]]
     let bytesServed = Atomic<Int>(0)

@@ -1,0 +1,182 @@
+import AliyunDrive
+@testable import DriveFS
+import FUSE
+import Foundation
+import Synchronization
+import Testing
+
+@Suite struct ChunkBufferTests {
+    @Test func readersWaitOnlyForTheBytesTheyNeed() async throws {
+        let buffer = ChunkBuffer(capacity: 1000)
+        let early = Task { try await buffer.wait(until: 100) }
+        let late = Task { try await buffer.wait(until: 900) }
+        [UInt8](repeating: 1, count: 150).withUnsafeBytes { buffer.append($0) }
+        #expect(try await early.value == 100)
+        #expect(buffer.filled == 150)
+        [UInt8](repeating: 2, count: 800).withUnsafeBytes { buffer.append($0) }
+        #expect(try await late.value == 900)
+        #expect(buffer.view(140..<160).withUnsafeBytes { Array($0) } == Array(repeating: 1, count: 10) + Array(repeating: 2, count: 10))
+        // Past the end of what will come: the reader gets what there is once it is over.
+        let beyond = Task { try await buffer.wait(until: 1000) }
+        buffer.finish()
+        #expect(try await beyond.value == 950)
+        #expect(buffer.isComplete)
+        // Bytes beyond the capacity are dropped.
+        [UInt8](repeating: 3, count: 100).withUnsafeBytes { buffer.append($0) }
+        #expect(buffer.filled == 950)
+    }
+
+    @Test func aFailedDownloadFailsItsWaitersButNotBytesAlreadyThere() async throws {
+        struct Broken: Error {}
+        let buffer = ChunkBuffer(capacity: 100)
+        [UInt8](repeating: 7, count: 10).withUnsafeBytes { buffer.append($0) }
+        let waiting = Task { try await buffer.wait(until: 50) }
+        try await Task.sleep(for: .milliseconds(20))
+        buffer.fail(Broken())
+        await #expect(throws: Broken.self) { try await waiting.value }
+        #expect(try await buffer.wait(until: 10) == 10)
+        await #expect(throws: Broken.self) { try await buffer.wait(until: 11) }
+        #expect(buffer.failed)
+    }
+
+    @Test func aCancelledReaderStopsWaitingAtOnce() async throws {
+        let buffer = ChunkBuffer(capacity: 100)
+        let waiting = Task { try await buffer.wait(until: 50) }
+        try await Task.sleep(for: .milliseconds(20))
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        // The buffer itself is unaffected.
+        [UInt8](repeating: 1, count: 100).withUnsafeBytes { buffer.append($0) }
+        #expect(try await buffer.wait(until: 100) == 100)
+    }
+
+    @Test func chunkMemoryIsRecycled() {
+        let pool = StoragePool(limit: 1)
+        let first = pool.take(byteCount: 4096)
+        pool.give(first)
+        let second = pool.take(byteCount: 4096)
+        #expect(second.baseAddress == first.baseAddress)
+        let other = pool.take(byteCount: 8192)
+        #expect(other.baseAddress != first.baseAddress)
+        pool.give(second)
+        pool.give(other)  // over the limit: freed
+        #expect(pool.take(byteCount: 8192).baseAddress != nil)
+    }
+}
+
+/// A drive whose streamed reads deliver the first `head` bytes of any range starting at or
+/// beyond `gatedFrom`, then hold until `open()`; counts reads cancelled while held.
+final class GatedDrive: FakeDrive, @unchecked Sendable {
+    let head: Int
+    let gatedFrom: Int64
+    let opened = Atomic<Bool>(false)
+    let cancelled = Atomic<Int>(0)
+    let held = Atomic<Int>(0)
+
+    init(bytes: [UInt8], head: Int, gatedFrom: Int64) {
+        self.head = head
+        self.gatedFrom = gatedFrom
+        super.init(files: [("big.bin", "f1", bytes, 1)])
+    }
+
+    func open() { opened.store(true, ordering: .relaxed) }
+
+    override func read(fileID: String, offset: Int64, length: Int, into sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) async throws {
+        let bytes = try await read(fileID: fileID, offset: offset, length: length)
+        guard offset >= gatedFrom else {
+            bytes.withUnsafeBytes { sink($0) }
+            return
+        }
+        bytes.prefix(head).withUnsafeBytes { sink($0) }
+        held.add(1, ordering: .relaxed)
+        while !opened.load(ordering: .relaxed) {
+            do { try await Task.sleep(for: .milliseconds(5)) } catch {
+                cancelled.add(1, ordering: .relaxed)
+                throw DriveError(.cancelled, "read cancelled")
+            }
+        }
+        bytes.dropFirst(head).withUnsafeBytes { sink($0) }
+    }
+}
+
+@Suite struct StreamingReadTests {
+    static let content = (0..<(16 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ $0 >> 11) }
+
+    func makeFS(_ drive: FakeDrive) throws -> DriveFileSystem {
+        try DriveFileSystem(service: drive, configuration: DriveFSConfiguration(uid: 1, gid: 1, cacheSize: 16 << 20, readAhead: 8 << 20, chunkSize: 1 << 20))
+    }
+
+    @Test func aReadIsAnsweredAsSoonAsItsBytesArriveNotWhenTheChunkIsComplete() async throws {
+        // Every range's first 64 KiB arrive at once; the rest of each chunk is held back.
+        let drive = GatedDrive(bytes: Self.content, head: 64 << 10, gatedFrom: 0)
+        defer { drive.open() }
+        let fs = try makeFS(drive)
+        let entry = try await fs.lookup(parent: 1, name: "big.bin")
+        let inode = entry.attributes.inode
+        let handle = try await fs.open(inode: inode, flags: 0).handle
+        // Offset 0 counts as sequential, so this goes through the chunk download.
+        let answered = Task { try await fs.read(inode: inode, handle: handle, offset: 0, size: 4096).array }
+        let early = try await answerOrNil(answered, seconds: 3)
+        // Answered while the rest of the chunk was still held back by the drive.
+        #expect(early == Array(Self.content[0..<4096]))
+        let gateWasOpen = drive.opened.load(ordering: .relaxed)
+        #expect(!gateWasOpen)
+        drive.open()
+        #expect(try await fs.read(inode: inode, handle: handle, offset: 4096, size: 1 << 20).array == Array(Self.content[4096..<(4096 + (1 << 20))]))
+    }
+
+    @Test func aSeekCancelsTheStalePrefetchDownloads() async throws {
+        // Chunk 0 arrives whole; read-ahead of everything after it is held.
+        let drive = GatedDrive(bytes: Self.content, head: 0, gatedFrom: 1 << 20)
+        defer { drive.open() }
+        let fs = try makeFS(drive)
+        let entry = try await fs.lookup(parent: 1, name: "big.bin")
+        let inode = entry.attributes.inode
+        let handle = try await fs.open(inode: inode, flags: 0).handle
+        for step in 0..<6 {
+            let bytes = try await fs.read(inode: inode, handle: handle, offset: Int64(step) * (128 << 10), size: 128 << 10).array
+            #expect(bytes == Array(Self.content[(step * (128 << 10))..<((step + 1) * (128 << 10))]))
+        }
+        var waited = 0
+        while drive.held.load(ordering: .relaxed) < 2 && waited < 200 {
+            try await Task.sleep(for: .milliseconds(10))
+            waited += 1
+        }
+        let prefetching = drive.held.load(ordering: .relaxed)
+        #expect(prefetching >= 2)
+        // A jump far away: the held read-ahead is cancelled, not left running.
+        let far = try await fs.read(inode: inode, handle: handle, offset: 14 << 20, size: 4096).array
+        #expect(far == Array(Self.content[(14 << 20)..<((14 << 20) + 4096)]))
+        // Every held download is cancelled (the window may have grown meanwhile).
+        waited = 0
+        while drive.cancelled.load(ordering: .relaxed) < drive.held.load(ordering: .relaxed) && waited < 200 {
+            try await Task.sleep(for: .milliseconds(10))
+            waited += 1
+        }
+        let (cancelled, held) = (drive.cancelled.load(ordering: .relaxed), drive.held.load(ordering: .relaxed))
+        #expect(cancelled == held && cancelled >= prefetching)
+        // Reading there again starts afresh and gets the right bytes.
+        drive.open()
+        let again = try await fs.read(inode: inode, handle: handle, offset: 1 << 20, size: 4096).array
+        #expect(again == Array(Self.content[(1 << 20)..<((1 << 20) + 4096)]))
+    }
+}
+
+/// The task's value if it finishes within `seconds`; otherwise cancels it and returns nil.
+func answerOrNil<T: Sendable>(_ task: Task<T, any Error>, seconds: Double) async throws -> T? {
+    let result = Mutex<Result<T, any Error>?>(nil)
+    let watcher = Task {
+        let value = await task.result
+        result.withLock { $0 = value }
+    }
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline, result.withLock({ $0 == nil }) {
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    guard let finished = result.withLock({ $0 }) else {
+        task.cancel()
+        watcher.cancel()
+        return nil
+    }
+    return try finished.get()
+}
