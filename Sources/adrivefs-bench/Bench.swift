@@ -125,7 +125,7 @@ struct Bench {
         table.append(("mount → warm ls -l of 10,000 entries", String(format: "%.2f s", warm), "\(warmCalls) list calls (target 0)"))
 
         // 6. Uploads.
-        table += try await UploadBench.run(api: api, mount: mount, downloadURL: url, size: size)
+        table += try await UploadBench.run(api: api, mount: mount, downloadURL: url, size: size, runs: runs)
 
         print("")
         let width = table.map(\.0.count).max() ?? 0

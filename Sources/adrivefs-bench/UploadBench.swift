@@ -6,7 +6,7 @@ import Glibc
 enum UploadBench {
     typealias Row = (String, String, String)
 
-    static func run(api: APISession, mount: MountProcess, downloadURL: String, size: Int) async throws -> [Row] {
+    static func run(api: APISession, mount: MountProcess, downloadURL: String, size: Int, runs: Int) async throws -> [Row] {
         var rows: [Row] = []
         let work = mount.directory + "/upload-work"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
@@ -15,40 +15,51 @@ enum UploadBench {
         let stamp = String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 16)
 
         // 1. 1 GiB of content the drive has never seen: through the mount, then curl
-        // PUTting the same bytes to fresh part URLs.
+        // PUTting the same bytes to fresh part URLs; alternated `runs` times (whichever goes
+        // second finds the page cache warmer), the best of each reported, like the reads.
         let fresh = work + "/fresh.bin"
         try writeRandomFile(fresh, size: size, seed: UInt64(Date().timeIntervalSince1970 * 1e6))
-        _ = try await api.hook("stats/reset", [:])
-        let (writeTime, closeTime) = try copyTimed(fresh, mount.mountpoint + "/bench/uploads/fresh-\(stamp).bin")
-        let mountTime = writeTime + closeTime
-        let sent = (try await api.stats()["bytes_uploaded"] as? Int) ?? 0
-        // Different content for curl, so the server cannot take it by hash either.
-        try patchHeader(fresh)
-        let curlTime = try await curlUpload(api: api, path: fresh, size: size, name: "curl-\(stamp).bin", work: work)
-        rows.append(("mount → upload 1 GiB of new content (write + close)", String(format: "%.2f s", mountTime),
-                     String(format: "%.2f GB/s; write %.2f s, close (the upload) %.2f s; %d MiB sent", Double(size) / mountTime / 1e9,
-                            writeTime, closeTime, sent >> 20)))
-        rows.append(("curl → PUT the same 1 GiB to the part URLs", String(format: "%.2f s", curlTime),
-                     String(format: "ratio curl/mount %.2f (target ≥ 0.80); curl/close %.2f", curlTime / mountTime, curlTime / closeTime)))
+        var best = (mount: Double.infinity, write: 0.0, close: 0.0, curl: Double.infinity)
+        var sent = 0
+        for run in 0..<runs {
+            // New content every time, so the server can never take it by hash.
+            try patchHeader(fresh)
+            _ = try await api.hook("stats/reset", [:])
+            let (writeTime, closeTime) = try copyTimed(fresh, mount.mountpoint + "/bench/uploads/fresh-\(stamp)-\(run).bin")
+            sent = (try await api.stats()["bytes_uploaded"] as? Int) ?? 0
+            if writeTime + closeTime < best.mount { best = (writeTime + closeTime, writeTime, closeTime, best.curl) }
+            try patchHeader(fresh)
+            best.curl = min(best.curl, try await curlUpload(api: api, path: fresh, size: size, name: "curl-\(stamp)-\(run).bin", work: work))
+        }
+        rows.append(("mount → upload 1 GiB of new content (write + close, best of \(runs))", String(format: "%.2f s", best.mount),
+                     String(format: "%.2f GB/s; write %.2f s, close (the upload) %.2f s; %d MiB sent", Double(size) / best.mount / 1e9,
+                            best.write, best.close, sent >> 20)))
+        rows.append(("curl → PUT the same 1 GiB to the part URLs (best of \(runs))", String(format: "%.2f s", best.curl),
+                     String(format: "ratio curl/mount %.2f (target ≥ 0.80); curl/close %.2f", best.curl / best.mount, best.curl / best.close)))
         try? FileManager.default.removeItem(atPath: fresh)
 
         // 2. Rapid upload: a local copy of content the drive already has.
         let known = work + "/known.bin"
         try curlFetch(downloadURL, to: known)
-        let hashTime = try FileBench.timeCommand(["sha1sum", known])
+        var hashTime = Double.infinity
+        for _ in 0..<runs { hashTime = min(hashTime, try FileBench.timeCommand(["sha1sum", known])) }
         // What writing 1 GiB to the staging disk costs by itself (the mount stages there first).
         let staging = mount.directory + "/cache"
         try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
         let diskTime = try FileBench.timeCommand(["dd", "if=" + known, "of=" + staging + "/dd-probe", "bs=1M", "status=none"])
         unlink(staging + "/dd-probe")
-        _ = try await api.hook("stats/reset", [:])
-        let (rapidWrite, rapidClose) = try copyTimed(known, mount.mountpoint + "/bench/uploads/known-\(stamp).bin")
+        var (rapidWrite, rapidClose, rapidSent) = (Double.infinity, 0.0, 0)
+        for run in 0..<runs {
+            _ = try await api.hook("stats/reset", [:])
+            let (write, close) = try copyTimed(known, mount.mountpoint + "/bench/uploads/known-\(stamp)-\(run).bin")
+            rapidSent += (try await api.stats()["bytes_uploaded"] as? Int) ?? -1
+            if write + close < rapidWrite + rapidClose { (rapidWrite, rapidClose) = (write, close) }
+        }
         let rapidTime = rapidWrite + rapidClose
-        let rapidSent = (try await api.stats()["bytes_uploaded"] as? Int) ?? -1
-        rows.append(("sha1sum of a 1 GiB local file", String(format: "%.2f s", hashTime), ""))
+        rows.append(("sha1sum of a 1 GiB local file (best of \(runs))", String(format: "%.2f s", hashTime), ""))
         rows.append(("dd of the same file into cache_dir (local disk)", String(format: "%.2f s", diskTime), "the floor of any staged write"))
-        rows.append(("mount → rapid upload of 1 GiB the drive has (write + close)", String(format: "%.2f s", rapidTime),
-                     String(format: "%.2f× sha1sum (target ≤ 1.30); write %.2f s, close %.2f s; %d bytes sent (target 0)",
+        rows.append(("mount → rapid upload of 1 GiB the drive has (write + close, best of \(runs))", String(format: "%.2f s", rapidTime),
+                     String(format: "%.2f× sha1sum (target ≤ 1.30); write %.2f s, close %.2f s; %d bytes sent in all runs (target 0)",
                             rapidTime / hashTime, rapidWrite, rapidClose, rapidSent)))
         try? FileManager.default.removeItem(atPath: known)
 

@@ -78,7 +78,9 @@ final class CurlTransfer: @unchecked Sendable {
         set(CURLOPT_FOLLOWLOCATION, 1)
         set(CURLOPT_MAXREDIRS, 5)
         set(CURLOPT_BUFFERSIZE, 256 << 10)
-        set(CURLOPT_UPLOAD_BUFFERSIZE, 1 << 20)
+        // 256 KiB sends: with 1 MiB ones the receiving emulator spent 2.3× the CPU per byte
+        // (its page-cache copy ran ~30× slower) and part uploads took twice curl's time.
+        set(CURLOPT_UPLOAD_BUFFERSIZE, 256 << 10)
         set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_2TLS))
         set(CURLOPT_TCP_KEEPALIVE, 1)
         if let caFile = configuration.caFile { set(CURLOPT_CAINFO, caFile) }
