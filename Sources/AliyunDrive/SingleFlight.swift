@@ -1,7 +1,7 @@
 import Synchronization
 
 /// Concurrent identical requests share one call: the first caller's task does the work,
-/// the others await it. Nothing is cached once it finishes (callers cache what they want).
+/// the others await it (each can be cancelled on its own). Nothing is cached once it finishes (callers cache what they want).
 final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private let running = Mutex<[Key: Task<Value, any Error>]>([:])
 
@@ -15,6 +15,7 @@ final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
             running[key] = task
             return task
         }
-        return try await task.value
+        // A cancelled caller stops waiting at once; the shared call goes on for the others.
+        return try await cancellableValue(of: task)
     }
 }

@@ -2,7 +2,7 @@ import Synchronization
 
 /// The value of a shared task, or CancellationError as soon as the waiting task is
 /// cancelled (the shared task itself goes on).
-func cancellableValue<T: Sendable>(of task: Task<T, any Error>) async throws -> T {
+package func cancellableValue<T: Sendable>(of task: Task<T, any Error>) async throws -> T {
     let waiter = Waiter<T>()
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { continuation in

@@ -1,0 +1,28 @@
+@testable import AliyunDrive
+import Synchronization
+import Testing
+
+@Suite struct SingleFlightTests {
+    @Test func concurrentCallersShareOneCallAndEachCanStopWaiting() async throws {
+        let flights = SingleFlight<String, Int>()
+        let calls = Atomic<Int>(0)
+        let work: @Sendable () async throws -> Int = {
+            calls.add(1, ordering: .relaxed)
+            try await Task.sleep(for: .seconds(3))
+            return 42
+        }
+        let patient = Task { try await flights.run("k", work) }
+        try await Task.sleep(for: .milliseconds(30))
+        let impatient = Task { try await flights.run("k", work) }
+        try await Task.sleep(for: .milliseconds(30))
+        let started = ContinuousClock.now
+        impatient.cancel()
+        await #expect(throws: CancellationError.self) { try await impatient.value }
+        #expect(ContinuousClock.now - started < .seconds(2))  // not held until the call ends
+        #expect(try await patient.value == 42)
+        #expect(calls.load(ordering: .relaxed) == 1)
+        // Finished calls are not cached.
+        #expect(try await flights.run("k", work) == 42)
+        #expect(calls.load(ordering: .relaxed) == 2)
+    }
+}
