@@ -23,6 +23,11 @@ final class DirectoryCache: Sendable {
         /// Files created on this mount and not uploaded yet, by folder then file_id: they
         /// join every listing of their folder, fresh or cached, until uploaded or removed.
         var local: [String: [String: DriveItem]] = [:]
+        /// Counts own mutations per folder. A listing call that was in flight across one may
+        /// predate it, so its result is served to its waiters but not trusted afterwards.
+        var generations: [String: UInt64] = [:]
+
+        mutating func mutated(_ folderID: String) { generations[folderID, default: 0] &+= 1 }
 
         func localItems(_ folderID: String) -> [DriveItem] { Array((local[folderID] ?? [:]).values) }
 
@@ -49,7 +54,8 @@ final class DirectoryCache: Sendable {
         let source: Source = state.withLock { state in
             if let cached = state.listings[folderID], current - cached.fetchedAt < ttl { return .cached(cached) }
             if let running = state.inFlight[folderID] { return .running(running) }
-            let running = Task { try await self.fetch(folderID, at: current) }
+            let generation = state.generations[folderID, default: 0]
+            let running = Task { try await self.fetch(folderID, at: current, generation: generation) }
             state.inFlight[folderID] = running
             return .running(running)
         }
@@ -60,12 +66,15 @@ final class DirectoryCache: Sendable {
     }
 
     /// One listing call; stores the result itself, so a caller that stops waiting (an
-    /// interrupted `ls`) leaves nothing half done.
-    private func fetch(_ folderID: String, at current: Double) async throws -> Listing {
+    /// interrupted `ls`) leaves nothing half done. If this mount changed the folder while
+    /// the call was out, the result may not show the change: it is stored already expired,
+    /// so the next access lists again instead of hiding the change for a whole TTL.
+    private func fetch(_ folderID: String, at current: Double, generation: UInt64) async throws -> Listing {
         do {
             let items = try await service.list(folderID: folderID)
             return state.withLock { state in
                 state.inFlight[folderID] = nil
+                let current = state.generations[folderID, default: 0] == generation ? current : -Double.infinity
                 let listing = Self.build(items, local: state.localItems(folderID), fetchedAt: current)
                 state.listings[folderID] = listing
                 return listing
@@ -82,12 +91,18 @@ final class DirectoryCache: Sendable {
         }
     }
 
-    func invalidate(_ folderID: String) { _ = state.withLock { $0.listings.removeValue(forKey: folderID) } }
+    func invalidate(_ folderID: String) {
+        state.withLock { state in
+            state.mutated(folderID)
+            state.listings[folderID] = nil
+        }
+    }
 
     /// Applies an own mutation to a folder's cached server items (if cached), so the
     /// change shows at once without a new listing call.
     func update(_ folderID: String, _ change: (inout [DriveItem]) -> Void) {
         state.withLock { state in
+            state.mutated(folderID)
             guard var listing = state.listings[folderID] else { return }
             change(&listing.serverItems)
             state.listings[folderID] = Self.build(listing.serverItems, local: state.localItems(folderID), fetchedAt: listing.fetchedAt)
@@ -114,6 +129,7 @@ final class DirectoryCache: Sendable {
     func uploaded(_ item: DriveItem, replacing oldID: String) {
         state.withLock { state in
             let folderID = item.parentID
+            state.mutated(folderID)
             state.removeLocal(oldID, in: folderID)
             guard var listing = state.listings[folderID] else { return }
             listing.serverItems.removeAll { $0.fileID == oldID || $0.fileID == item.fileID }
