@@ -146,36 +146,18 @@ extension DriveFileSystem: WritableFileSystem {
             if empty {
                 if item.size > 0 { staged.update { $0.version = 1 } }
             } else {
-                // Four ranged GETs in flight, written in order (the hash follower reads behind).
+                // Through the chunk caches (content just read is not fetched again; on
+                // disk too with a disk cache), four chunks in flight, written in order
+                // (the hash follower reads right behind).
+                let reader = FileReader(item: item, service: service, cache: chunks, disk: disk, configuration: configuration)
                 let chunk = Int64(configuration.chunkSize)
-                let count = Int((item.size + chunk - 1) / chunk)
-                let service = self.service
-                try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
-                    var next = 0
-                    var ready: [Int: [UInt8]] = [:]
-                    var written = 0
-                    func start(_ index: Int) {
-                        let offset = Int64(index) * chunk
-                        let length = Int(min(chunk, item.size - offset))
-                        group.addTask { (index, try await service.read(fileID: item.fileID, offset: offset, length: length)) }
-                    }
-                    while next < min(4, count) {
-                        start(next)
-                        next += 1
-                    }
-                    while let (index, bytes) = try await group.next() {
-                        let expected = Int(min(chunk, item.size - Int64(index) * chunk))
-                        guard bytes.count == expected else { throw DriveFSError(errno: EIO, "short read while fetching \(item.name)") }
-                        ready[index] = bytes
-                        while let bytes = ready.removeValue(forKey: written) {
-                            try staged.fill(bytes, at: Int64(written) * chunk)
-                            written += 1
-                        }
-                        if next < count {
-                            start(next)
-                            next += 1
-                        }
-                    }
+                let count = (item.size + chunk - 1) / chunk
+                for index in 0..<count {
+                    for ahead in index..<min(count, index + 4) { reader.startChunk(ahead) }
+                    let (buffer, available) = try await reader.wholeChunk(index)
+                    let expected = Int(min(chunk, item.size - index * chunk))
+                    guard available == expected else { throw DriveFSError(errno: EIO, "short read while fetching \(item.name)") }
+                    try buffer.withBytes(0..<available) { try staged.fill($0, at: index * chunk) }
                 }
             }
         } catch {

@@ -87,6 +87,17 @@ final class FileReader: Sendable {
         return result[...]
     }
 
+    /// Starts downloading chunk `index` unless it is cached or on its way.
+    func startChunk(_ index: Int64) {
+        guard cache.cached(key(index)) == nil else { return }
+        _ = cache.buffer(key(index), length: chunkLength(index), load: loader(index))
+    }
+
+    /// Chunk `index` once all its bytes are there, and how many there are.
+    func wholeChunk(_ index: Int64) async throws -> (ChunkBuffer, Int) {
+        try await bytes(of: index, upTo: chunkLength(index))
+    }
+
     /// Waits until chunk `index` holds its bytes up to `end` (or all it will), starting its
     /// download if nobody has. A download cancelled under us (another reader's stale
     /// prefetch) is started again while this caller still wants it.

@@ -129,9 +129,16 @@ final class StagedFile: Sendable {
     }
 
     /// Appends bytes fetched from the server while the file is being filled (no version change).
-    func fill(_ bytes: [UInt8], at offset: Int64) throws {
-        let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(offset)) }
-        guard written == bytes.count else { throw DriveFSError(errno: EIO, "staging write failed") }
+    func fill(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
+        var done = 0
+        while done < bytes.count {
+            let written = pwrite(descriptor, bytes.baseAddress.map { $0 + done }, bytes.count - done, off_t(offset + Int64(done)))
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else {
+                throw DriveFSError(errno: errno == ENOSPC ? ENOSPC : EIO, "staging write failed: \(String(cString: strerror(errno)))")
+            }
+            done += written
+        }
         state.withLock { $0.size = max($0.size, offset + Int64(bytes.count)) }
         wake.yield()
     }

@@ -72,6 +72,21 @@ struct WriteMountTests {
         }
     }
 
+    @Test func editingAFileJustReadTakesItsContentFromTheCacheNotTheServer() async throws {
+        try await withMount(options: ["cache_size=96M"]) { m in
+            let video = try await m.remoteBytes("/Videos/sample.mp4")
+            #expect(try m.shell("sha1sum", m.path("Videos/sample.mp4")).hasPrefix(Self.sha1(video).lowercased()))
+            _ = try await m.drive.hook("stats/reset")
+            let edit = "import os,sys; fd=os.open(sys.argv[1], os.O_RDWR); os.pwrite(fd, b'TAGS', 1000); os.close(fd)"
+            try m.shell("python3", "-c", edit, m.path("Videos/sample.mp4"))
+            // The 64 MiB staged for the edit came from the chunks the read left in memory.
+            #expect(try await m.drive.stats()["bytes_downloaded"] as? Int == 0)
+            var edited = video
+            edited.replaceSubrange(1000..<1004, with: Array("TAGS".utf8))
+            #expect((try await m.remoteFile("/Videos/sample.mp4"))?["content_hash"] as? String == Self.sha1(edited))
+        }
+    }
+
     /// Thousands of seeded random operations on a file on the mount and on a local
     /// reference file; after each step the two must hold the same bytes.
     @Test func randomizedWritesTruncatesAndAppendsMatchALocalReference() async throws {
