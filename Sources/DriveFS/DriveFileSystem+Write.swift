@@ -306,6 +306,10 @@ extension DriveFileSystem: WritableFileSystem {
         for attempt in 1... {
             guard let staged = handles.withLock({ $0.staged[inode] }), staged.isDirty else { return }
             let version = staged.snapshot.version
+            if staged.snapshot.refusedVersion == version {
+                // Refused for good already: the same answer, without asking the server again.
+                throw DriveFSError(errno: EFBIG, "\(displayPath(staged.snapshot.item)) exceeds the drive's per-file size limit")
+            }
             do {
                 try await upload(inode, staged)
                 return
@@ -331,8 +335,15 @@ extension DriveFileSystem: WritableFileSystem {
             result = try await service.upload(
                 path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions, contentHash: hash)
         } catch {
+            let mapped = DriveFSError(error)
             if staged.snapshot.version == start.version {
-                logger.error("upload: \(path) failed: \(DriveFSError(error).description); content kept, will retry")
+                if mapped.errno == EFBIG {
+                    // Retrying cannot help until the content changes (or the account's limit does: next mount).
+                    staged.update { $0.refusedVersion = start.version }
+                    logger.error("upload: \(path) failed: \(mapped.description); content kept, not retried until it changes")
+                } else {
+                    logger.error("upload: \(path) failed: \(mapped.description); content kept, will retry")
+                }
             }
             throw error
         }
@@ -374,7 +385,7 @@ extension DriveFileSystem: WritableFileSystem {
             var delay = first
             while true {
                 try? await Task.sleep(for: .seconds(delay))
-                guard let staged = handles.withLock({ $0.staged[inode] }), staged.isDirty else { break }
+                guard let staged = handles.withLock({ $0.staged[inode] }), staged.isRetryable else { break }
                 do {
                     try await commit(inode, retry: false)
                     dropIfClean(inode, staged)
@@ -391,13 +402,20 @@ extension DriveFileSystem: WritableFileSystem {
     /// paths of those still pending.
     public func drain(timeout: Double) async -> [String] {
         let deadline = ContinuousClock.now + .seconds(timeout)
+        // Each file is tried again after a pause that doubles from 1 s to 8 s, not hammered.
+        var nextAttempt: [InodeNumber: (at: ContinuousClock.Instant, pause: Duration)] = [:]
         while true {
             let dirty = handles.withLock { handles in
                 handles.staged.filter { $0.value.isDirty }.map { (inode: $0.key, staged: $0.value, busy: handles.commits[$0.key] != nil) }
             }
             if dirty.isEmpty { return [] }
-            if ContinuousClock.now >= deadline { return dirty.map { displayPath($0.staged.snapshot.item) }.sorted() }
-            for file in dirty where !file.busy {
+            // Content the drive refused for good is not waited for.
+            let waiting = dirty.filter { $0.staged.isRetryable }
+            if waiting.isEmpty || ContinuousClock.now >= deadline { return dirty.map { displayPath($0.staged.snapshot.item) }.sorted() }
+            let now = ContinuousClock.now
+            for file in waiting where !file.busy && nextAttempt[file.inode].map({ now >= $0.at }) ?? true {
+                let pause = min((nextAttempt[file.inode]?.pause ?? .milliseconds(500)) * 2, .seconds(8))
+                nextAttempt[file.inode] = (now + pause, pause)
                 Task { _ = try? await self.commit(file.inode, retry: false) }
             }
             try? await Task.sleep(for: .milliseconds(200))

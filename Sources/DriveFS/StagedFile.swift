@@ -22,6 +22,9 @@ final class StagedFile: Sendable {
         var modified: Double
         /// The name was unlinked: the content is never uploaded again.
         var unlinked = false
+        /// A version the drive refused for good (over its per-file size limit): not retried
+        /// in the background, nor waited for at unmount, until the content changes.
+        var refusedVersion: UInt64?
         var hash = HashProgress()
     }
 
@@ -74,6 +77,8 @@ final class StagedFile: Sendable {
 
     var snapshot: State { state.withLock { $0 } }
     var isDirty: Bool { state.withLock { $0.version != $0.uploadedVersion && !$0.unlinked } }
+    /// Dirty, and worth trying again without a change (not refused for good).
+    var isRetryable: Bool { state.withLock { $0.version != $0.uploadedVersion && !$0.unlinked && $0.refusedVersion != $0.version } }
 
     func update<T>(_ change: (inout State) -> T) -> T { state.withLock { change(&$0) } }
 
