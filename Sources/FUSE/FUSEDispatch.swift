@@ -231,6 +231,15 @@ enum Operations {
             }
             Operations.writing(req, "mknod", { try await $0.mknod(parent: parent, name: name, mode: UInt32(mode)) }) { $0.reply(entry: $1) }
         }
+        // The drive has no links: EPERM, as filesystems without them answer (not ENOSYS).
+        ops.symlink = { req, _, _, _ in
+            guard let req else { return }
+            fuse_reply_err(req, SessionContext.from(req).fileSystem.writable == nil ? EROFS : EPERM)
+        }
+        ops.link = { req, _, _, _ in
+            guard let req else { return }
+            fuse_reply_err(req, SessionContext.from(req).fileSystem.writable == nil ? EROFS : EPERM)
+        }
         ops.write = { req, inode, buffer, size, offset, info in
             guard let req, let info else { return }
             guard let fs = SessionContext.from(req).fileSystem.writable else {

@@ -225,6 +225,9 @@ struct WriteMountTests {
             #expect(try MountedDrive.run(["python3", "-c", mknod, m.path("d/node"), String(S_IFREG)]).0 == 0)
             #expect(try await m.remoteFile("/d/node")?["size"] as? Int == 0)
             #expect(try MountedDrive.run(["python3", "-c", mknod, m.path("d/fifo"), String(S_IFIFO)]).0 != 0)
+            // No links on the drive: EPERM for both kinds.
+            #expect(try stderr(["ln", "-s", "node", m.path("d/sym")]).contains("Operation not permitted"))
+            #expect(try stderr(["ln", m.path("d/node"), m.path("d/hard")]).contains("Operation not permitted"))
             try m.shell("rm", m.path("d/node"))
             try m.shell("rm", m.path("d/f.txt"))
             #expect(try await m.remoteFile("/d/f.txt") == nil)
@@ -381,7 +384,7 @@ struct WriteMountTests {
         let attempts: [[String]] = [
             ["touch", m.path("new.txt")], ["sh", "-c", "echo x >> '\(m.path("README.txt"))'"], ["mkdir", m.path("dir")],
             ["rm", m.path("README.txt")], ["mv", m.path("README.txt"), m.path("R.txt")], ["truncate", "-s", "0", m.path("README.txt")],
-            ["rmdir", m.path("Music")],
+            ["rmdir", m.path("Music")], ["ln", "-s", "README.txt", m.path("link")], ["ln", m.path("README.txt"), m.path("hard")],
         ]
         for command in attempts {
             let error = try stderr(command)
