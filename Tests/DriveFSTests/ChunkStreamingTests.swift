@@ -162,6 +162,35 @@ final class GatedDrive: FakeDrive, @unchecked Sendable {
     }
 }
 
+extension StreamingReadTests {
+    @Test func aReaderWaitingOnAChunkAnotherReaderCancelledGetsItAnyway() async throws {
+        let drive = GatedDrive(bytes: Self.content, head: 0, gatedFrom: 1 << 20)
+        defer { drive.open() }
+        let fs = try makeFS(drive)
+        let inode = try await fs.lookup(parent: 1, name: "big.bin").attributes.inode
+        let a = try await fs.open(inode: inode, flags: 0).handle
+        let b = try await fs.open(inode: inode, flags: 0).handle
+        // A reads chunk 0 in order: its read-ahead of chunks 1… is held by the drive.
+        for step in 0..<4 { _ = try await fs.read(inode: inode, handle: a, offset: Int64(step) * (128 << 10), size: 128 << 10) }
+        // B, also sequential, waits in chunk 1 on the download A started.
+        for step in 0..<4 { _ = try await fs.read(inode: inode, handle: b, offset: Int64(step) * (128 << 10), size: 128 << 10) }
+        let waiting = Task { try await fs.read(inode: inode, handle: b, offset: 1 << 20, size: 128 << 10).array }
+        try await Task.sleep(for: .milliseconds(50))
+        // A jumps away: its read-ahead is cancelled, chunk 1 included.
+        _ = try await fs.read(inode: inode, handle: a, offset: 15 << 20, size: 4096)
+        var waited = 0
+        while drive.cancelled.load(ordering: .relaxed) == 0 && waited < 200 {
+            try await Task.sleep(for: .milliseconds(10))
+            waited += 1
+        }
+        #expect(drive.cancelled.load(ordering: .relaxed) > 0)
+        drive.open()
+        // B's read started the download again and gets the right bytes, not an error.
+        let bytes = try await answerOrNil(waiting, seconds: 5)
+        #expect(bytes == Array(Self.content[(1 << 20)..<((1 << 20) + (128 << 10))]))
+    }
+}
+
 /// The task's value if it finishes within `seconds`; otherwise cancels it and returns nil.
 func answerOrNil<T: Sendable>(_ task: Task<T, any Error>, seconds: Double) async throws -> T? {
     let result = Mutex<Result<T, any Error>?>(nil)
