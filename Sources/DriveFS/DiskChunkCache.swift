@@ -131,10 +131,6 @@ final class DiskChunkCache: Sendable {
         return bytes
     }
 
-    func store(_ key: Key, bytes: [UInt8]) {
-        bytes.withUnsafeBytes { store(key, bytes: $0) }
-    }
-
     /// Stores a downloaded chunk (best effort: a full disk or any error just skips it).
     func store(_ key: Key, bytes: UnsafeRawBufferPointer) {
         guard capacity > 0, bytes.count <= capacity, !contains(key) else { return }

@@ -147,24 +147,30 @@ final class FileReader: Sendable {
 
     /// The range from chunks in memory, if they already hold all of it.
     private func cachedRange(offset: Int64, end: Int64, first: Int64, last: Int64) -> [UInt8]? {
-        var result: [UInt8] = []
-        for index in first...last {
-            let range = localRange(index, offset, end)
+        assemble(offset: offset, end: end, first: first, last: last) { index, range in
             guard let buffer = cache.cached(key(index)), buffer.filled >= range.upperBound else { return nil }
-            buffer.withBytes(range) { result.append(contentsOf: $0) }
+            return buffer.withBytes(range) { Array($0) }
         }
-        return result
     }
 
     /// The range read from the disk cache, if every chunk it touches is there.
     private func diskRange(offset: Int64, end: Int64, first: Int64, last: Int64) -> [UInt8]? {
         guard let disk else { return nil }
+        return assemble(offset: offset, end: end, first: first, last: last) { index, range in
+            disk.read(diskKey(index), chunkLength: chunkLength(index), from: range.lowerBound, count: range.count)
+        }
+    }
+
+    /// The file range `offset..<end` put together from the parts of chunks `first...last`
+    /// that `part` gives (chunk index, chunk-relative range); nil if any part is missing.
+    private func assemble(
+        offset: Int64, end: Int64, first: Int64, last: Int64, _ part: (Int64, Range<Int>) -> [UInt8]?
+    ) -> [UInt8]? {
         var result: [UInt8] = []
+        result.reserveCapacity(Int(end - offset))
         for index in first...last {
-            let range = localRange(index, offset, end)
-            guard let part = disk.read(diskKey(index), chunkLength: chunkLength(index), from: range.lowerBound, count: range.count)
-            else { return nil }
-            result.append(contentsOf: part)
+            guard let bytes = part(index, localRange(index, offset, end)) else { return nil }
+            result.append(contentsOf: bytes)
         }
         return result
     }

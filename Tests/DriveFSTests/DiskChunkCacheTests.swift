@@ -4,6 +4,10 @@ import Foundation
 import Glibc
 import Testing
 
+extension DiskChunkCache {
+    func store(_ key: Key, bytes: [UInt8]) { bytes.withUnsafeBytes { store(key, bytes: $0) } }
+}
+
 @Suite struct DiskChunkCacheTests {
     let directory: String
 
