@@ -27,6 +27,13 @@ public enum RapidUpload {
         Data(window).base64EncodedString()
     }
 
+    /// Uppercase hex SHA-1 and size of the file at `path` (read with `pread`, in 1 MiB pieces).
+    public static func sha1Hex(ofFile path: String) throws -> (hash: String, size: Int64) {
+        let file = try LocalFile(path: path)
+        defer { file.close() }
+        return (try file.sha1(prefix: nil), file.size)
+    }
+
     /// The proof code for content held in memory.
     public static func proofCode(accessToken: String, content: [UInt8]) -> String {
         guard let offset = proofOffset(accessToken: accessToken, size: Int64(content.count)) else { return "" }

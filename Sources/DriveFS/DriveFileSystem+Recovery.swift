@@ -23,14 +23,35 @@ extension DriveFileSystem {
             journal.remove(id: entry.id)
             return
         }
+        var knownHash: String?
+        if entry.needsVerification {
+            // Staged without an fsync, in a boot that has ended since: the system went down
+            // and the bytes may never have reached the disk. Upload them only if they are
+            // exactly what was being uploaded; otherwise keep them, but not as the user's file.
+            let local = try? RapidUpload.sha1Hex(ofFile: entry.stagingPath)
+            guard let local, local.size == entry.size, local.hash == entry.contentHash else {
+                let problem = "\(entry.displayPath): the staged content is not what was being uploaded when the system went down (part of it never reached the disk)"
+                if let kept = keepAside(entry) {
+                    logger.error("upload (recovered): \(problem); not uploaded, kept in \(kept)")
+                    journal.remove(id: entry.id)
+                } else {
+                    logger.error("upload (recovered): \(problem); not uploaded, left in \(entry.stagingPath) (journaled)")
+                }
+                return
+            }
+            knownHash = local.hash
+        }
         var delay = configuration.uploadRetryDelay
         for attempt in 1... {
             do {
                 let result = try await service.upload(
-                    path: entry.stagingPath, parentID: entry.parentID, name: entry.name, options: configuration.uploadOptions, contentHash: nil)
+                    path: entry.stagingPath, parentID: entry.parentID, name: entry.name, options: configuration.uploadOptions,
+                    contentHash: knownHash)
                 if let replaces = entry.replaces { try? await service.trash(fileID: replaces) }
                 journal.remove(id: entry.id)
                 Glibc.unlink(entry.stagingPath)
+                // The dead mount's staging directory goes with its last file.
+                Glibc.rmdir(URL(fileURLWithPath: entry.stagingPath).deletingLastPathComponent().path)
                 directories.invalidate(entry.parentID)
                 logger.info(
                     "\(result.rapid ? "rapid upload" : "upload") (recovered): \(entry.displayPath) (\(Self.formatSize(result.item.size))) — \(result.bytesSent) bytes sent")
@@ -46,6 +67,20 @@ extension DriveFileSystem {
                 delay = min(60, delay * 2)
             }
         }
+    }
+
+    /// Moves a journaled staging file that must not be uploaded to `lost+found` beside the
+    /// staging directories (same filesystem; never cleaned up by a mount); returns where it
+    /// went, nil if it could not be moved.
+    private func keepAside(_ entry: UploadJournal.Entry) -> String? {
+        let staging = URL(fileURLWithPath: entry.stagingPath)
+        let folder = staging.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("lost+found").path
+        let target = folder + "/" + entry.name + "." + staging.lastPathComponent.prefix(8)
+        guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil,
+            Glibc.rename(entry.stagingPath, target) == 0
+        else { return nil }
+        Glibc.rmdir(staging.deletingLastPathComponent().path)
+        return target
     }
 
     /// Staging directories are named by the owning process id: those of dead processes

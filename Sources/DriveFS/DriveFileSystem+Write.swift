@@ -324,17 +324,27 @@ extension DriveFileSystem: WritableFileSystem {
         let item = start.item
         let replaces = item.fileID.hasPrefix(Self.localPrefix) ? nil : item.fileID
         let path = displayPath(item)
-        staged.sync()
-        try journal.record(
-            .init(
-                id: staged.id, stagingPath: staged.path, parentID: item.parentID, name: item.name, replaces: replaces, displayPath: path,
-                owner: getpid()))
+        let hashed = await staged.contentHash()
+        let hash = hashed?.hash
+        // Journaled before anything is sent, so a mount after a crash of this process
+        // finishes the upload. With the hash known nothing is synced: an upload that succeeds
+        // then never writes the file to disk, and the entry lets a mount after a system crash
+        // tell torn content from the real thing. An upload that fails syncs both below.
+        if hash == nil { staged.sync() }
+        let entry = UploadJournal.Entry(
+            id: staged.id, stagingPath: staged.path, parentID: item.parentID, name: item.name, replaces: replaces, displayPath: path,
+            owner: getpid(), size: hashed?.size, contentHash: hash, unsyncedBoot: hash == nil ? nil : UploadJournal.bootID ?? "unknown")
+        try journal.record(entry, durable: hash == nil)
         let result: UploadResult
         do {
-            let hash = await staged.contentHash()
             result = try await service.upload(
                 path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions, contentHash: hash)
         } catch {
+            // It stays pending: now it must survive a system crash too.
+            if hash != nil {
+                staged.sync()
+                try? journal.record(entry, durable: true)
+            }
             let mapped = DriveFSError(error)
             if staged.snapshot.version == start.version {
                 if mapped.errno == EFBIG {

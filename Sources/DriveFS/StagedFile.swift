@@ -180,12 +180,13 @@ final class StagedFile: Sendable {
         }
     }
 
-    /// The SHA-1 of the whole content once the follower has caught up; nil if it gave up.
-    func contentHash() async -> String? {
+    /// The SHA-1 of the whole content (and the size it covers) once the follower has
+    /// caught up; nil if it gave up.
+    func contentHash() async -> (hash: String, size: Int64)? {
         while true {
-            let result: (finished: Bool, hash: String?) = state.withLock { state in
+            let result: (finished: Bool, hash: (String, Int64)?) = state.withLock { state in
                 guard state.hash.valid else { return (true, nil) }
-                return state.hash.done == state.size ? (true, state.hash.hasher.hexDigest) : (false, nil)
+                return state.hash.done == state.size ? (true, (state.hash.hasher.hexDigest, state.size)) : (false, nil)
             }
             if result.finished { return result.hash }
             wake.yield()
@@ -193,7 +194,7 @@ final class StagedFile: Sendable {
         }
     }
 
-    /// Makes the content durable before it is journaled.
+    /// Makes the content durable (before it is journaled without a hash, or once an upload failed).
     func sync() { fsync(descriptor) }
 
     func remove() { unlink(path) }

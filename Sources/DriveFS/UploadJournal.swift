@@ -4,6 +4,13 @@ import Glibc
 /// Pending uploads, one small JSON file each in the journal directory (under the state
 /// directory), written durably before an upload starts and removed once the server has
 /// the content. A mount that finds entries (after a crash) finishes them.
+///
+/// The staging file an entry names is not necessarily on the disk yet: when the content's
+/// SHA-1 is known the upload starts without an `fsync` (the common case, an upload that
+/// succeeds, then never writes the file to disk at all), and the entry records the size,
+/// the hash and the boot it was written in. Only a crash of the whole system can lose
+/// unsynced bytes, and that means a new boot: a mount in another boot checks the content
+/// against the entry before it uploads anything.
 struct UploadJournal: Sendable {
     struct Entry: Codable, Sendable, Equatable {
         /// Stable per staged file: the staging file's name.
@@ -17,11 +24,30 @@ struct UploadJournal: Sendable {
         var displayPath: String
         /// The process that wrote it: a live owner is another mount still at work.
         var owner: Int32
+        /// What the staging file held when the upload started, and — when it was not
+        /// synced first — the boot (`/proc/sys/kernel/random/boot_id`) it was staged in.
+        var size: Int64? = nil
+        var contentHash: String? = nil
+        var unsyncedBoot: String? = nil
+
+        /// True when a system crash since may have torn the staging file: it must match
+        /// `size` and `contentHash` before it is uploaded.
+        var needsVerification: Bool { unsyncedBoot != nil && unsyncedBoot != UploadJournal.bootID }
     }
+
+    /// This boot's id; nil where the kernel does not say (then every unsynced entry is verified).
+    static let bootID: String? = {
+        guard let text = try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8) else { return nil }
+        let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return id.isEmpty ? nil : id
+    }()
 
     let directory: String
 
-    func record(_ entry: Entry) throws {
+    /// Writes `entry` (replacing an earlier one of the same id). `durable`: synced to disk
+    /// before this returns; an entry for unsynced content need not be, since a system crash
+    /// would take that content with it and only a process crash has to be survived.
+    func record(_ entry: Entry, durable: Bool) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let data = try JSONEncoder().encode(entry)
         let final = directory + "/" + entry.id + ".json"
@@ -29,11 +55,12 @@ struct UploadJournal: Sendable {
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw DriveFSError(errno: EIO, "cannot write the upload journal in \(directory)") }
         let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
+        if durable { fsync(fd) }
         close(fd)
         guard written == data.count, rename(temporary, final) == 0 else {
             throw DriveFSError(errno: EIO, "cannot write the upload journal in \(directory)")
         }
+        guard durable else { return }
         let dir = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dir >= 0 {
             fsync(dir)

@@ -291,9 +291,18 @@ struct WriteMountTests {
             #expect(closed == -1 && closeError == EIO)
             // Still there on the mount, with its new content.
             #expect(try m.shell("sha1sum", m.path("outage.bin")).hasPrefix(Self.sha1(bytes).lowercased()))
+            // Journaled with what it holds, so a mount after even a system crash can check it.
+            let journal = m.stateDirectory + "/adrivefs/pending"
+            let entries = try FileManager.default.contentsOfDirectory(atPath: journal).filter { $0.hasSuffix(".json") }
+            #expect(entries.count == 1)
+            let entry = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: journal + "/" + (entries.first ?? "")))) as? [String: Any]
+            #expect(entry?["contentHash"] as? String == Self.sha1(bytes))
+            #expect(entry?["size"] as? Int == bytes.count)
+            #expect((entry?["unsyncedBoot"] as? String)?.count == 36)
             try await m.drive.emulator.goOnline()
             let remote = try await eventually(60) { try await m.remoteFile("/outage.bin") }
             #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
+            #expect(try await eventually(10) { try FileManager.default.contentsOfDirectory(atPath: journal).isEmpty ? true : nil } == true)
         }
     }
 
