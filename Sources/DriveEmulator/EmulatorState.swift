@@ -143,8 +143,17 @@ final class EmulatorState {
         if let key = node.contentKey, var blob = persistent.blobs[key.fileName] {
             blob.references -= 1
             persistent.blobs[key.fileName] = blob
+            if blob.references <= 0 && key.size > 0 { dropBlob(blob) }
         }
         dirty = true
+    }
+
+    /// Forgets content no file refers to any more and frees its disk space (downloads
+    /// already reading it finish from the open file). Empty content is always kept.
+    private func dropBlob(_ blob: Blob) {
+        persistent.blobs[blob.key.fileName] = nil
+        if preHashIndex["\(blob.key.size)/\(blob.preHash)"] == blob.key.fileName { preHashIndex["\(blob.key.size)/\(blob.preHash)"] = nil }
+        unlink(blobPath(blob.key))
     }
 
     /// Visible children: not trashed, upload complete.

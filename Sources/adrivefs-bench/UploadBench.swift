@@ -12,6 +12,9 @@ enum UploadBench {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         try FileManager.default.createDirectory(atPath: mount.mountpoint + "/bench/uploads", withIntermediateDirectories: true)
+        // curl's uploads go there too, so that deleting the folder at the end takes everything.
+        let uploads = try await api.post("/v2/file/get_by_path", ["drive_id": api.driveID, "file_path": "/bench/uploads"])
+        guard let uploadsID = uploads["file_id"] as? String else { throw BenchError("no /bench/uploads on the drive") }
         let stamp = String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 16)
 
         // 1. 1 GiB of content the drive has never seen: through the mount, then curl
@@ -25,11 +28,15 @@ enum UploadBench {
             // New content every time, so the server can never take it by hash.
             try patchHeader(fresh)
             _ = try await api.hook("stats/reset", [:])
+            // Each timed run starts with nothing dirty: writeback of what the runs before
+            // left (the emulator's stored parts, the source file) would throttle it.
+            sync()
             let (writeTime, closeTime) = try copyTimed(fresh, mount.mountpoint + "/bench/uploads/fresh-\(stamp)-\(run).bin")
             sent = (try await api.stats()["bytes_uploaded"] as? Int) ?? 0
             if writeTime + closeTime < best.mount { best = (writeTime + closeTime, writeTime, closeTime, best.curl) }
             try patchHeader(fresh)
-            best.curl = min(best.curl, try await curlUpload(api: api, path: fresh, size: size, name: "curl-\(stamp)-\(run).bin", work: work))
+            best.curl = min(
+                best.curl, try await curlUpload(api: api, path: fresh, size: size, parentID: uploadsID, name: "curl-\(stamp)-\(run).bin", work: work))
         }
         rows.append(("mount → upload 1 GiB of new content (write + close, best of \(runs))", String(format: "%.2f s", best.mount),
                      String(format: "%.2f GB/s; write %.2f s, close (the upload) %.2f s; %d MiB sent", Double(size) / best.mount / 1e9,
@@ -79,20 +86,17 @@ enum UploadBench {
                      String(format: "%.2f s; %.2f API calls per file (+ 1 part PUT each)", smallTime, Double(apiCalls) / 1000)))
         // The bench drive is kept between runs: delete what this run uploaded (and the trash
         // it made) for good, so the next run starts from the same state.
-        let uploads = try await api.post("/v2/file/get_by_path", ["drive_id": api.driveID, "file_path": "/bench/uploads"])
-        if let folderID = uploads["file_id"] as? String {
-            _ = try? await api.post("/v3/file/delete", ["drive_id": api.driveID, "file_id": folderID])
-        }
+        _ = try? await api.post("/v3/file/delete", ["drive_id": api.driveID, "file_id": uploadsID])
         return rows
     }
 
     /// Creates an upload session for `size` bytes and PUTs the file's parts with one curl
     /// process (connection reused); returns the seconds curl took. Completes the upload.
-    static func curlUpload(api: APISession, path: String, size: Int, name: String, work: String) async throws -> Double {
+    static func curlUpload(api: APISession, path: String, size: Int, parentID: String, name: String, work: String) async throws -> Double {
         let partSize = 10 << 20
         let count = (size + partSize - 1) / partSize
         let session = try await api.post("/adrive/v2/file/createWithFolders", [
-            "drive_id": api.driveID, "parent_file_id": "root", "name": name, "type": "file", "check_name_mode": "ignore", "size": size,
+            "drive_id": api.driveID, "parent_file_id": parentID, "name": name, "type": "file", "check_name_mode": "ignore", "size": size,
             "content_hash_name": "none", "proof_version": "v1", "part_info_list": (1...count).map { ["part_number": $0] },
         ])
         guard let fileID = session["file_id"] as? String, let uploadID = session["upload_id"] as? String,
@@ -113,6 +117,7 @@ enum UploadBench {
             try Data(buffer[0..<length]).write(to: URL(fileURLWithPath: partPath))
             arguments += ["-T", partPath, url]
         }
+        sync()
         let elapsed = try FileBench.timeCommand(arguments)
         _ = try await api.post("/v2/file/complete", ["drive_id": api.driveID, "file_id": fileID, "upload_id": uploadID])
         for index in 0..<count { unlink(work + "/part-\(index + 1)") }

@@ -1,3 +1,4 @@
+import AliyunDrive
 import EmulatorTestSupport
 import Foundation
 import HTTPTransport
@@ -137,6 +138,40 @@ import Testing
             #expect(try await drive.post("/v3/file/delete", ["drive_id": drive.driveID, "file_id": file]).0 == 204)
             #expect(try await drive.post("/v2/file/get", ["drive_id": drive.driveID, "file_id": file]).0 == 404)
             #expect(try await drive.post("/v3/file/delete", ["drive_id": drive.driveID, "file_id": folder]).0 == 202)
+        }
+    }
+
+    @Test func deletingTheLastFileWithSomeContentFreesItsStorage() async throws {
+        let data = NSTemporaryDirectory() + "emulator-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        try await withTestDrive(dataDirectory: data) { drive in
+            let content = testBytes(300_000, seed: 41)
+            let blob = data + "/blobs/\(RapidUpload.sha1Hex(content))-\(content.count)"
+            let first = try #require(try await drive.upload("a.bin", content)["file_id"] as? String)
+            let folder = try await drive.mkdir("d")
+            let second = try #require(try await drive.upload("b.bin", content, in: folder)["file_id"] as? String)
+            #expect(FileManager.default.fileExists(atPath: blob))
+            // Still referenced by the other file (and trashed files keep theirs).
+            #expect(try await drive.post("/v3/file/delete", ["drive_id": drive.driveID, "file_id": first]).0 == 204)
+            #expect(FileManager.default.fileExists(atPath: blob))
+            #expect(try await drive.post("/v2/recyclebin/trash", ["drive_id": drive.driveID, "file_id": folder]).0 == 202)
+            #expect(FileManager.default.fileExists(atPath: blob))
+            // Deleting the folder for good drops the last reference: the bytes go.
+            #expect(try await drive.post("/v3/file/delete", ["drive_id": drive.driveID, "file_id": folder]).0 == 202)
+            #expect(!FileManager.default.fileExists(atPath: blob))
+            #expect(try await drive.post("/v2/file/get", ["drive_id": drive.driveID, "file_id": second]).0 == 404)
+            // The content is unknown now: a rapid-upload probe for it does not match.
+            let (status, _) = try await drive.post(
+                "/adrive/v2/file/createWithFolders",
+                [
+                    "drive_id": drive.driveID, "parent_file_id": "root", "name": "c.bin", "type": "file", "size": content.count,
+                    "check_name_mode": "ignore", "part_info_list": [["part_number": 1]],
+                    "pre_hash": RapidUpload.sha1Hex(Array(content.prefix(1024))),
+                ])
+            #expect(status == 201)
+            // And uploading it again stores it again.
+            try await drive.upload("d.bin", content)
+            #expect(FileManager.default.fileExists(atPath: blob))
         }
     }
 }

@@ -200,6 +200,7 @@ extension EmulatorState {
         if session.partSizes.dropLast().contains(where: { $0 < 100 * 1024 }) {
             throw APIError(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed size (100 KB per part)")
         }
+        guard persistent.nodes[session.fileID] != nil else { throw APIError.notFound() }
         let path = uploadPath(session.uploadID)
         let (sha1, preHash) = try hashFile(path: path, partial: hashers[session.uploadID], length: session.committedLength)
         let key = try registerBlob(movingFrom: path, sha1: sha1, size: session.committedLength, preHash: preHash)
