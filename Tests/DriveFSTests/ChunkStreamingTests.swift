@@ -62,6 +62,27 @@ import Testing
         pool.give(other)  // over the limit: freed
         #expect(pool.take(byteCount: 8192).baseAddress != nil)
     }
+
+    @Test func chunkSizedMemoryIsHugePageAlignedUsableAndFreed() throws {
+        let pool = StoragePool(limit: 0)
+        let chunk = pool.take(byteCount: 4 << 20)
+        let base = try #require(chunk.baseAddress)
+        #expect(UInt(bitPattern: base) % UInt(StoragePool.hugePage) == 0)
+        // Every byte writable and readable, the last one included.
+        chunk.initializeMemory(as: UInt8.self, repeating: 0xA5)
+        #expect(chunk.load(fromByteOffset: (4 << 20) - 1, as: UInt8.self) == 0xA5)
+        // Freed (limit 0, nothing kept); the next take maps afresh and works too.
+        pool.give(chunk)
+        let odd = pool.take(byteCount: (3 << 20) + 5)
+        #expect(UInt(bitPattern: odd.baseAddress) % UInt(StoragePool.hugePage) == 0)
+        odd.initializeMemory(as: UInt8.self, repeating: 1)
+        #expect(odd.load(fromByteOffset: (3 << 20) + 4, as: UInt8.self) == 1)
+        pool.give(odd)
+        // Small buffers come from the allocator.
+        let small = pool.take(byteCount: 1000)
+        small.initializeMemory(as: UInt8.self, repeating: 2)
+        pool.give(small)
+    }
 }
 
 /// A drive whose streamed reads deliver the first `head` bytes of any range starting at or
