@@ -23,7 +23,12 @@ struct Lifetimes: Codable {
 /// All mutable emulator state. Not thread-safe: `DriveEmulator` keeps it inside a Mutex and
 /// every handler runs with that lock held (handlers never block on the network).
 final class EmulatorState {
-    var persistent: PersistentState
+    var persistent: PersistentState { didSet { generation &+= 1 } }
+    /// Changes with every change of `persistent` or of the folder index: derived views
+    /// (sorted listings) are valid while it stays the same.
+    private(set) var generation: UInt64 = 0
+    /// Listing order of a folder → (generation, visible child ids in that order).
+    var sortedListings: [String: (generation: UInt64, ids: [String])] = [:]
     var lifetimes = Lifetimes()
     let dataDirectory: URL
     var faults = FaultPlan()
@@ -38,7 +43,7 @@ final class EmulatorState {
     var redirects: [String: (fileID: String, expiresAt: Int64)] = [:]
 
     /// (driveID + "/" + parentID) → child ids, derived from `persistent.nodes`.
-    private(set) var children: [String: [String]] = [:]
+    private(set) var children: [String: [String]] = [:] { didSet { generation &+= 1 } }
     /// (size + "/" + pre-hash) → blob key, derived from `persistent.blobs`.
     private(set) var preHashIndex: [String: String] = [:]
 

@@ -63,6 +63,23 @@ import Testing
             let (legacy, legacyPage) = try await drive.post("/v2/file/list", ["drive_id": drive.driveID, "parent_file_id": folder, "limit": 10])
             #expect(legacy == 200)
             #expect((legacyPage["items"] as? [JSON])?.count == 10)
+
+            // Every change shows in the next listing (the sorted order is cached between pages).
+            let first = try #require(names.first)
+            let firstID = try #require(all.first?["file_id"] as? String)
+            #expect(try await drive.post("/v3/file/update", ["drive_id": drive.driveID, "file_id": firstID, "name": "z-renamed"]).0 == 200)
+            _ = try await drive.mkdir("a-new", in: folder)
+            let (again, _) = try await drive.listAll(folder, limit: 60)
+            let renamed = again.compactMap { $0["name"] as? String }
+            #expect(renamed.first == "a-new" && renamed.last == "z-renamed" && !renamed.contains(first) && renamed.count == 131)
+            // A page boundary moved by a change still hands every entry out once.
+            let (page, firstHalf) = try await drive.post("/adrive/v3/file/list", ["drive_id": drive.driveID, "parent_file_id": folder, "limit": 100])
+            #expect(page == 200)
+            _ = try await drive.mkdir("0-before-everything", in: folder)
+            let (_, rest) = try await drive.post(
+                "/adrive/v3/file/list", ["drive_id": drive.driveID, "parent_file_id": folder, "limit": 100, "marker": firstHalf["next_marker"] as? String ?? ""])
+            let handedOut = ((firstHalf["items"] as? [JSON]) ?? []) + ((rest["items"] as? [JSON]) ?? [])
+            #expect(Set(handedOut.compactMap { $0["name"] as? String }) == Set(renamed))
         }
     }
 

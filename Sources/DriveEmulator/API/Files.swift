@@ -31,28 +31,64 @@ extension EmulatorState {
         guard limit >= 1 else { throw APIError.invalid("limit", "limit should be greater than 0") }
         let parentID = body.string("parent_file_id") ?? "root"
         let scope = try scope(request, body)
-        var items: [Node]
+        let type = body.string("type") ?? ""
+        let orderBy = body.string("order_by") ?? "name"
+        let descending = (body.string("order_direction") ?? "ASC").uppercased() == "DESC"
         var shareID: String?
+        let ids: [String]
         switch scope {
         case .drive(_, let driveID):
             if parentID != "root" {
                 let parent = try liveNode(parentID, driveID: driveID)
                 guard parent.kind == .folder else { throw APIError.notFound() }
             }
-            items = visibleChildren(driveID: driveID, parentID: parentID)
+            ids = sortedChildren(driveID: driveID, parentID: parentID, type: type, orderBy: orderBy, descending: descending)
         case .share(let share):
             shareID = share.shareID
             if parentID == "root" {
-                items = share.fileIDs.compactMap { try? liveNode($0, driveID: share.driveID) }
+                let items = share.fileIDs.compactMap { try? liveNode($0, driveID: share.driveID) }
+                ids = Self.sorted(items, type: type, orderBy: orderBy, descending: descending)
             } else {
                 let parent = try sharedNode(parentID, in: share)
                 guard parent.kind == .folder else { throw APIError.notFound() }
-                items = visibleChildren(driveID: share.driveID, parentID: parentID)
+                ids = sortedChildren(driveID: share.driveID, parentID: parentID, type: type, orderBy: orderBy, descending: descending)
             }
         }
-        if let type = body.string("type"), !type.isEmpty { items = items.filter { $0.kind.rawValue == type } }
-        let orderBy = body.string("order_by") ?? "name"
-        let descending = (body.string("order_direction") ?? "ASC").uppercased() == "DESC"
+        var start = 0
+        if let marker = body.string("marker"), !marker.isEmpty {
+            guard let position = decodeMarker(marker, parentID: parentID) else {
+                throw APIError.invalid("marker", "marker is invalid")
+            }
+            // Continue after the last item handed out if it is still there.
+            if position.offset > 0, position.offset <= ids.count, ids[position.offset - 1] == position.lastID {
+                start = position.offset
+            } else {
+                start = ids.firstIndex(of: position.lastID).map { $0 + 1 } ?? min(position.offset, ids.count)
+            }
+        }
+        let end = min(ids.count, start + Int(limit))
+        let page = start < end ? ids[start..<end].compactMap { persistent.nodes[$0] } : []
+        let nextMarker = end < ids.count ? encodeMarker(parentID: parentID, orderBy: orderBy, offset: end, lastID: page.last?.id ?? "") : ""
+        return .json(200, [
+            "items": page.map { fileObject($0, shareID: shareID) }, "next_marker": nextMarker, "punished_file_count": 0,
+        ])
+    }
+
+    /// The visible children of a folder in listing order; sorted once per state generation,
+    /// not once per page (a 10,000-entry folder is listed in 50 pages).
+    private func sortedChildren(driveID: String, parentID: String, type: String, orderBy: String, descending: Bool) -> [String] {
+        let key = [driveID, parentID, type, orderBy, descending ? "DESC" : "ASC"].joined(separator: "/")
+        if let cached = sortedListings[key], cached.generation == generation { return cached.ids }
+        let ids = Self.sorted(visibleChildren(driveID: driveID, parentID: parentID), type: type, orderBy: orderBy, descending: descending)
+        if sortedListings.count >= 64 { sortedListings.removeAll() }
+        sortedListings[key] = (generation, ids)
+        return ids
+    }
+
+    /// Ids of `items` of `type` (all if empty) in the order asked for; ties broken by id.
+    private static func sorted(_ items: [Node], type: String, orderBy: String, descending: Bool) -> [String] {
+        var items = items
+        if !type.isEmpty { items = items.filter { $0.kind.rawValue == type } }
         items.sort { a, b in
             let ordered: Bool? =
                 switch orderBy {
@@ -64,20 +100,7 @@ extension EmulatorState {
             if let ordered { return descending ? !ordered : ordered }
             return a.id < b.id
         }
-        var start = 0
-        if let marker = body.string("marker"), !marker.isEmpty {
-            guard let position = decodeMarker(marker, parentID: parentID) else {
-                throw APIError.invalid("marker", "marker is invalid")
-            }
-            // Continue after the last item handed out if it is still there.
-            start = items.firstIndex { $0.id == position.lastID }.map { $0 + 1 } ?? position.offset
-        }
-        let end = min(items.count, start + Int(limit))
-        let page = start < end ? Array(items[start..<end]) : []
-        let nextMarker = end < items.count ? encodeMarker(parentID: parentID, orderBy: orderBy, offset: end, lastID: page.last?.id ?? "") : ""
-        return .json(200, [
-            "items": page.map { fileObject($0, shareID: shareID) }, "next_marker": nextMarker, "punished_file_count": 0,
-        ])
+        return items.map(\.id)
     }
 
     /// Opaque marker: base64 of a JSON array (parent, order, position, last id, time).
