@@ -69,20 +69,55 @@ extension DriveFileSystem: WritableFileSystem {
     }
 
     /// `open` with write access or `O_TRUNC`: the handle writes into the inode's staging file.
+    /// Server content is fetched into it only when the handle first changes the file:
+    /// `touch`, or a program that opens read-write and only reads, fetches nothing.
     func openForWriting(_ record: InodeTable.Record, flags: Int32) async throws -> OpenReply {
         try checkWritable()
         do {
-            let staged = try await acquireWriter(record, truncate: flags & O_TRUNC != 0)
+            let truncate = flags & O_TRUNC != 0
+            let staged: StagedFile?
+            if truncate || record.item.size == 0 || handles.withLock({ $0.staged[record.inode] != nil }) {
+                staged = try await acquireWriter(record, truncate: truncate)
+            } else {
+                staged = nil
+            }
+            // Until it has a staging file, the handle reads like a read-only one.
+            let reader = staged == nil ? FileReader(item: record.item, service: service, cache: chunks, disk: disk, configuration: configuration) : nil
             return handles.withLock { handles in
                 handles.servedHash[record.inode] = nil
                 // Write-only and alone (cp over an existing file): bypass the page cache, as in create.
                 let alone = !handles.files.values.contains { $0.inode == record.inode }
                 let direct = alone && flags & O_ACCMODE == O_WRONLY
-                let file = OpenFile(staged: staged, writes: true, append: flags & O_APPEND != 0, inode: record.inode, directIO: direct)
+                let file = OpenFile(reader: reader, staged: staged, writes: true, append: flags & O_APPEND != 0, inode: record.inode, directIO: direct)
                 return OpenReply(handle: handles.add(file), keepCache: false, directIO: direct)
             }
         } catch {
             throw DriveFSError(error)
+        }
+    }
+
+    /// Gives a writing handle opened without content its staging file (counted as one of
+    /// its writers): filled with the server's content, or empty when `truncating` to zero.
+    public func prepareWrite(inode: InodeNumber, handle: UInt64) async throws {
+        try await prepareWrite(inode: inode, handle: handle, truncating: false)
+    }
+
+    private func prepareWrite(inode: InodeNumber, handle: UInt64, truncating: Bool) async throws {
+        guard let file = handles.withLock({ $0.files[handle] }), file.writes else { throw DriveFSError.badHandle }
+        if file.staged != nil { return }
+        guard let record = inodes.record(inode) else { throw DriveFSError.notFound }
+        let staged = try await acquireWriter(record, truncate: truncating)
+        let attached = handles.withLock { handles -> Bool in
+            guard var file = handles.files[handle], file.staged == nil else { return false }
+            file.staged = staged
+            handles.files[handle] = file
+            return true
+        }
+        if !attached {
+            // Released meanwhile, or a concurrent write of the same handle got there first.
+            staged.update { $0.writers -= 1 }
+            await finishWriting(inode, staged)
+            if handles.withLock({ $0.files[handle] == nil }) { throw DriveFSError.badHandle }
         }
     }
 
@@ -176,9 +211,8 @@ extension DriveFileSystem: WritableFileSystem {
     // MARK: - Writing
 
     public func write(inode: InodeNumber, handle: UInt64, offset: Int64, data: UnsafeRawBufferPointer) throws -> Int {
-        guard let file = handles.withLock({ $0.files[handle] }), file.writes, let staged = file.staged else {
-            throw DriveFSError.badHandle
-        }
+        guard let file = handles.withLock({ $0.files[handle] }), file.writes else { throw DriveFSError.badHandle }
+        guard let staged = file.staged else { throw WriteNeedsPreparation() }
         return try staged.write(data, at: offset, append: file.append, now: now())
     }
 
@@ -189,7 +223,11 @@ extension DriveFileSystem: WritableFileSystem {
                 try checkWritable()
                 guard !record.item.isFolder else { throw DriveFSError.isDirectory }
                 guard size >= 0 else { throw DriveFSError.invalid }
-                let open = changes.handle.flatMap { handle in handles.withLock { $0.files[handle] } }
+                var open = changes.handle.flatMap { handle in handles.withLock { $0.files[handle] } }
+                if let handle = changes.handle, let file = open, file.writes, file.staged == nil {
+                    try await prepareWrite(inode: inode, handle: handle, truncating: size == 0)
+                    open = handles.withLock { $0.files[handle] }
+                }
                 if let open, open.writes, let staged = open.staged {
                     try staged.truncate(to: size, now: now())
                 } else {

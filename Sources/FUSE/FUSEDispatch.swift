@@ -247,9 +247,18 @@ enum Operations {
                 return
             }
             // Inline: a local pwrite into the staging file; the bytes die with the callback.
+            let handle = info.pointee.fh
             do {
-                let written = try fs.write(inode: inode, handle: info.pointee.fh, offset: Int64(offset), data: UnsafeRawBufferPointer(start: buffer, count: size))
+                let written = try fs.write(inode: inode, handle: handle, offset: Int64(offset), data: UnsafeRawBufferPointer(start: buffer, count: size))
                 fuse_reply_write(req, written)
+            } catch is WriteNeedsPreparation {
+                // The first write of a handle that has to fetch content first: keep a copy
+                // of the bytes and answer once the handle is ready.
+                let bytes = [UInt8](UnsafeRawBufferPointer(start: buffer, count: size))
+                Operations.writing(req, "write", { fs in
+                    try await fs.prepareWrite(inode: inode, handle: handle)
+                    return try bytes.withUnsafeBytes { try fs.write(inode: inode, handle: handle, offset: Int64(offset), data: $0) }
+                }) { request, written in request.reply(written: written) }
             } catch {
                 fuse_reply_err(req, FUSEDispatch.errno(for: error, operation: "write"))
             }

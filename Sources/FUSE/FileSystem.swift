@@ -199,8 +199,11 @@ public protocol WritableFileSystem: FileSystem {
     /// Creates a regular file without opening it (`mknod`).
     func mknod(parent: InodeNumber, name: String, mode: UInt32) async throws -> Entry
     /// Writes `data` at `offset` and returns the count. Called on libfuse's thread: the
-    /// bytes are only valid during the call.
+    /// bytes are only valid during the call. Throwing `WriteNeedsPreparation` asks for
+    /// `prepareWrite` first: the bytes are copied, and `write` is called again after it.
     func write(inode: InodeNumber, handle: UInt64, offset: Int64, data: UnsafeRawBufferPointer) throws -> Int
+    /// Makes the handle ready to take writes inline (e.g. fetches the content it changes).
+    func prepareWrite(inode: InodeNumber, handle: UInt64) async throws
     func setattr(inode: InodeNumber, changes: AttributeChanges) async throws -> AttributeReply
     func mkdir(parent: InodeNumber, name: String, mode: UInt32) async throws -> Entry
     func rmdir(parent: InodeNumber, name: String) async throws
@@ -210,6 +213,11 @@ public protocol WritableFileSystem: FileSystem {
     /// A `close()` of a descriptor of this open file.
     func flush(inode: InodeNumber, handle: UInt64) async throws
     func fsync(inode: InodeNumber, handle: UInt64, dataOnly: Bool) async throws
+}
+
+/// Thrown by `WritableFileSystem.write` for a handle that cannot take a write inline yet.
+public struct WriteNeedsPreparation: Error {
+    public init() {}
 }
 
 /// The `flags` of `rename` (renameat2(2); Glibc does not export the constants).

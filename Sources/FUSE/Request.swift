@@ -61,6 +61,8 @@ struct Request: @unchecked Sendable {
     /// The corresponding libfuse call is `fuse_reply_xattr` (size probe).
     func reply(xattrSize: Int) { fuse_reply_xattr(raw, xattrSize) }
 
+    func reply(written: Int) { fuse_reply_write(raw, written) }
+
     /// The corresponding libfuse call is `fuse_reply_statfs`.
     func reply(statistics: FileSystemStatistics) {
         var buffer = statvfs()

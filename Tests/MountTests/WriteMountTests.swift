@@ -87,6 +87,42 @@ struct WriteMountTests {
         }
     }
 
+    @Test func openingForWritingFetchesNothingUntilTheFirstChange() async throws {
+        try await withMount { m in
+            let video = try await m.remoteBytes("/Videos/sample.mp4")
+            let path = m.path("Videos/sample.mp4")
+            _ = try await m.drive.hook("stats/reset")
+            // touch opens the file write-only and sets its times: no download, no upload.
+            try m.shell("touch", path)
+            // A program that opens read-write and only reads fetches what it reads.
+            let peek = "import os,sys; fd=os.open(sys.argv[1], os.O_RDWR); sys.stdout.write(os.pread(fd, 8, 5 << 20).hex()); os.close(fd)"
+            #expect(try m.shell("python3", "-c", peek, path) == video[(5 << 20)..<((5 << 20) + 8)].map { String(format: "%02x", $0) }.joined())
+            var stats = try await m.drive.stats()
+            #expect((stats["bytes_downloaded"] as? Int ?? -1) < 1 << 20)
+            #expect(try await m.drive.requestCount("/adrive/v2/file/createWithFolders") == 0)
+            // The first write fetches the content, then the change is uploaded.
+            let edit = "import os,sys; fd=os.open(sys.argv[1], os.O_WRONLY); os.pwrite(fd, b'XYZ', 3 << 20); os.close(fd)"
+            try m.shell("python3", "-c", edit, path)
+            var edited = video
+            edited.replaceSubrange((3 << 20)..<((3 << 20) + 3), with: Array("XYZ".utf8))
+            #expect((try await m.remoteFile("/Videos/sample.mp4"))?["content_hash"] as? String == Self.sha1(edited))
+            // Appending, and ftruncate on a descriptor that has not written yet.
+            try m.shell("sh", "-c", "printf tail >> '\(path)'")
+            edited += Array("tail".utf8)
+            #expect((try await m.remoteFile("/Videos/sample.mp4"))?["content_hash"] as? String == Self.sha1(edited))
+            let shrink = "import os,sys; fd=os.open(sys.argv[1], os.O_RDWR); os.ftruncate(fd, 3000); os.close(fd)"
+            try m.shell("python3", "-c", shrink, path)
+            #expect((try await m.remoteFile("/Videos/sample.mp4"))?["content_hash"] as? String == Self.sha1(Array(edited[0..<3000])))
+            let empty = "import os,sys; fd=os.open(sys.argv[1], os.O_WRONLY); os.ftruncate(fd, 0); os.write(fd, b'new'); os.close(fd)"
+            _ = try await m.drive.hook("stats/reset")
+            try m.shell("python3", "-c", empty, path)
+            #expect((try await m.remoteFile("/Videos/sample.mp4"))?["content_hash"] as? String == Self.sha1(Array("new".utf8)))
+            stats = try await m.drive.stats()
+            #expect(stats["bytes_downloaded"] as? Int == 0)  // truncated to zero first: nothing to fetch
+            #expect(try m.shell("cat", path) == "new")
+        }
+    }
+
     /// Thousands of seeded random operations on a file on the mount and on a local
     /// reference file; after each step the two must hold the same bytes.
     @Test func randomizedWritesTruncatesAndAppendsMatchALocalReference() async throws {
