@@ -50,11 +50,6 @@ enum UploadBench {
         try curlFetch(downloadURL, to: known)
         var hashTime = Double.infinity
         for _ in 0..<runs { hashTime = min(hashTime, try FileBench.timeCommand(["sha1sum", known])) }
-        // What writing 1 GiB to the staging disk costs by itself (the mount stages there first).
-        let staging = mount.directory + "/cache"
-        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
-        let diskTime = try FileBench.timeCommand(["dd", "if=" + known, "of=" + staging + "/dd-probe", "bs=1M", "status=none"])
-        unlink(staging + "/dd-probe")
         var (rapidWrite, rapidClose, rapidSent) = (Double.infinity, 0.0, 0)
         for run in 0..<runs {
             _ = try await api.hook("stats/reset", [:])
@@ -64,7 +59,6 @@ enum UploadBench {
         }
         let rapidTime = rapidWrite + rapidClose
         rows.append(("sha1sum of a 1 GiB local file (best of \(runs))", String(format: "%.2f s", hashTime), ""))
-        rows.append(("dd of the same file into cache_dir (local disk)", String(format: "%.2f s", diskTime), "the floor of any staged write"))
         rows.append(("mount → rapid upload of 1 GiB the drive has (write + close, best of \(runs))", String(format: "%.2f s", rapidTime),
                      String(format: "%.2f× sha1sum (target ≤ 1.30); write %.2f s, close %.2f s; %d bytes sent in all runs (target 0)",
                             rapidTime / hashTime, rapidWrite, rapidClose, rapidSent)))
