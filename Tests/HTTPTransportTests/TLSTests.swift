@@ -25,7 +25,9 @@ import Testing
             try generate.run()
             generate.waitUntilExit()
             guard generate.terminationStatus == 0 else { throw TestFailure("openssl req failed") }
-            port = Int.random(in: 40_000...60_000)
+            // Below the kernel's ephemeral range (32768–60999), where the suite's own
+            // outgoing connections would sometimes hold the port.
+            port = Int.random(in: 20_000...32_000)
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = [
                 "openssl", "s_server", "-quiet", "-www", "-accept", "127.0.0.1:\(port)",
@@ -39,13 +41,15 @@ import Testing
         var caFile: String { directory.appendingPathComponent("cert.pem").path }
         var url: String { "https://127.0.0.1:\(port)/" }
 
-        /// Waits until the server answers (with the right CA) or gives up after ~5 s.
+        /// Waits until the server answers (with the right CA); gives up when it exits or
+        /// after 30 s (two cores running the whole suite can be slow to start it).
         func waitUntilReady(client: CurlHTTPClient) async throws {
-            for _ in 0..<50 {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while process.isRunning, ContinuousClock.now < deadline {
                 if (try? await client.execute(HTTPRequest(url: url)))?.status == 200 { return }
                 try await Task.sleep(for: .milliseconds(100))
             }
-            throw TestFailure("openssl s_server did not come up")
+            throw TestFailure("openssl s_server on port \(port) did not come up (running: \(process.isRunning))")
         }
 
         deinit {

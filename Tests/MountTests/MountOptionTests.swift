@@ -69,25 +69,17 @@ struct MountOptionTests {
     /// emulator) is refused without it and trusted with it.
     @Test func caFileTrustsAPrivateCertificate() async throws {
         let m = try await MountedDrive(seed: .demo)
-        let proxy = Process()
+        var proxy: Process?
         do {
             let cert = m.directory.appendingPathComponent("cert.pem").path
             let key = m.directory.appendingPathComponent("key.pem").path
             try m.shell(
                 "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                 "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert)
-            let port = Int.random(in: 40_000...60_000)
             let upstream = m.endpoint.replacingOccurrences(of: "http://", with: "")
-            proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            proxy.arguments = ["socat", "OPENSSL-LISTEN:\(port),bind=127.0.0.1,reuseaddr,fork,cert=\(cert),key=\(key),verify=0", "TCP:\(upstream)"]
-            // socat forks per connection: no inherited pipes (the test runner waits for them to close).
-            proxy.standardInput = FileHandle.nullDevice
-            proxy.standardOutput = FileHandle.nullDevice
-            proxy.standardError = FileHandle.nullDevice
-            try proxy.run()
-            for _ in 0..<50 where (try? MountedDrive.run(["curl", "-s", "--cacert", cert, "https://127.0.0.1:\(port)/__emulator/health"]))?.0 != 0 {
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            let log = m.directory.appendingPathComponent("socat.log").path
+            let (socat, port) = try await Self.startTLSProxy(cert: cert, key: key, upstream: upstream, log: log)
+            proxy = socat
             var environment = ProcessInfo.processInfo.environment
             environment["XDG_CONFIG_HOME"] = m.stateDirectory
             let https = "endpoint=https://127.0.0.1:\(port),token_file=\(m.tokenFile)"
@@ -97,12 +89,43 @@ struct MountOptionTests {
             try await m.mount(options: ["endpoint=https://127.0.0.1:\(port)", "ca_file=\(cert)"])
             #expect(try m.shell("cat", m.path("README.txt")).hasPrefix("Welcome"))
         } catch {
-            Self.stop(proxy)
+            if let proxy { Self.stop(proxy) }
             await m.finish()
             throw error
         }
-        Self.stop(proxy)
+        if let proxy { Self.stop(proxy) }
         await m.finish()
+    }
+
+    /// Starts socat as a TLS front for `upstream` and returns its port once a request
+    /// through it succeeds. The port is taken below the kernel's ephemeral range (the
+    /// suite's own connections use that range, and a clash made socat exit at once); if
+    /// socat still exits, the next port is tried.
+    static func startTLSProxy(cert: String, key: String, upstream: String, log: String) async throws -> (Process, Int) {
+        for _ in 0..<8 {
+            let port = Int.random(in: 20_000...32_000)
+            let proxy = Process()
+            proxy.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            proxy.arguments = [
+                "socat", "-lf", log,
+                "OPENSSL-LISTEN:\(port),bind=127.0.0.1,reuseaddr,fork,cert=\(cert),key=\(key),verify=0", "TCP:\(upstream)",
+            ]
+            // socat forks per connection: no inherited pipes (the test runner waits for them to close).
+            proxy.standardInput = FileHandle.nullDevice
+            proxy.standardOutput = FileHandle.nullDevice
+            proxy.standardError = FileHandle.nullDevice
+            try proxy.run()
+            let deadline = ContinuousClock.now + .seconds(30)
+            while proxy.isRunning, ContinuousClock.now < deadline {
+                let probe = ["curl", "-s", "-o", "/dev/null", "--cacert", cert, "https://127.0.0.1:\(port)/__emulator/health"]
+                if (try? MountedDrive.run(probe))?.0 == 0 { return (proxy, port) }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            stop(proxy)
+            if ContinuousClock.now >= deadline { break }
+        }
+        let said = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        throw TestDriveError("the TLS proxy (socat) did not come up: \(said)")
     }
 
     /// Kills socat and the children it forked for connections.
