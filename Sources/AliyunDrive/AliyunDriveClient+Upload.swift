@@ -20,6 +20,21 @@ public struct UploadOptions: Sendable {
     }
 }
 
+/// What the caller of an upload knows of the content's SHA-1 (uppercase hex).
+public enum ContentHashSource: Sendable {
+    /// Nothing: the upload hashes the file itself, while its parts go out.
+    case unknown
+    case known(String)
+    /// Being computed elsewhere (a hasher following the writes); nil from it means it
+    /// gave up, and the upload hashes the file itself.
+    case pending(@Sendable () async -> String?)
+
+    var isKnown: Bool {
+        if case .known = self { return true }
+        return false
+    }
+}
+
 /// What an upload did.
 public struct UploadResult: Sendable {
     /// The new file (its `file_id` is new; size and hash checked against the local file).
@@ -49,13 +64,41 @@ extension AliyunDriveClient {
     /// Uploads the file at `path` (which must not change meanwhile) as `name` in
     /// `parentID`. A same-named entry is left alone (`check_name_mode: ignore`): replacing
     /// it is the caller's business once this new file is complete.
-    /// `contentHash`, when the caller already knows the file's SHA-1 (uppercase hex), saves
-    /// hashing the file again and the pre-hash probe.
+    /// `contentHash` says what the caller knows of the file's SHA-1: a known one saves
+    /// hashing the file and the pre-hash probe; a pending one is awaited only when the
+    /// hash is needed (a rapid upload after the probe matched, the final check), so the
+    /// parts go out while it is still being computed.
     public func upload(
-        path: String, parentID: String, name: String, options: UploadOptions = UploadOptions(), contentHash: String? = nil
+        path: String, parentID: String, name: String, options: UploadOptions = UploadOptions(), contentHash: ContentHashSource = .unknown
     ) async throws -> UploadResult {
         let file = try LocalFile(path: path)
         defer { file.close() }
+        // One hash for everything that needs it, started now: it runs while the session is
+        // created and the parts go out.
+        let hashing = Task { () async throws -> String in
+            switch contentHash {
+            case .known(let hash): return hash
+            case .pending(let pending): if let hash = await pending() { return hash }
+            case .unknown: break
+            }
+            return try file.sha1(prefix: nil)
+        }
+        do {
+            return try await upload(file: file, path: path, parentID: parentID, name: name, options: options, hashKnown: contentHash.isKnown) {
+                try await hashing.value
+            }
+        } catch {
+            // The hash must not outlive the descriptor it reads.
+            hashing.cancel()
+            _ = await hashing.result
+            throw error
+        }
+    }
+
+    private func upload(
+        file: LocalFile, path: String, parentID: String, name: String, options: UploadOptions, hashKnown: Bool,
+        hash: @Sendable () async throws -> String
+    ) async throws -> UploadResult {
         let size = file.size
         let partSize = Self.partSize(for: size)
         let partCount = max(1, Int((size + partSize - 1) / partSize))
@@ -63,19 +106,18 @@ extension AliyunDriveClient {
             "drive_id": driveID, "parent_file_id": parentID, "name": name, "type": "file", "check_name_mode": "ignore",
             "size": size, "part_info_list": (1...partCount).map { ["part_number": $0] as [String: any Sendable] },
         ]
-        var fullHash = contentHash
         var session: [String: Any]
         if options.rapid {
-            if size > options.probeThreshold && fullHash == nil {
+            if size > options.probeThreshold && !hashKnown {
                 var probe = body
                 probe["pre_hash"] = try file.sha1(prefix: RapidUpload.preHashPrefix)
                 do {
                     session = try await call("/adrive/v2/file/createWithFolders", probe)
                 } catch let error as DriveError where error.code == "PreHashMatched" {
-                    session = try await createWithProof(&body, file: file, hash: &fullHash)
+                    session = try await createWithProof(&body, file: file, hash: try await hash())
                 }
             } else {
-                session = try await createWithProof(&body, file: file, hash: &fullHash)
+                session = try await createWithProof(&body, file: file, hash: try await hash())
             }
         } else {
             body["content_hash_name"] = "none"
@@ -87,11 +129,9 @@ extension AliyunDriveClient {
         }
         if session["rapid_upload"] as? Bool == true {
             let item = try await complete(fileID: fileID, uploadID: uploadID)
-            try await verify(item, size: size, hash: fullHash)
+            try await verify(item, size: size, hash: try await hash())
             return UploadResult(item: item, rapid: true, bytesSent: 0)
         }
-        // Hash while the parts go out (the page cache makes the second read cheap).
-        let hashing = Task { [fullHash] in try fullHash ?? file.sha1(prefix: nil) }
         var urls = Self.partURLs(session["part_info_list"], internalURLs: options.internalURLs)
         var sent: Int64 = 0
         for part in 1...partCount {
@@ -101,15 +141,13 @@ extension AliyunDriveClient {
                 part, of: (fileID, uploadID, partCount), path: path, offset: offset, length: length, urls: &urls, options: options)
         }
         let item = try await complete(fileID: fileID, uploadID: uploadID)
-        try await verify(item, size: size, hash: try await hashing.value)
+        try await verify(item, size: size, hash: try await hash())
         return UploadResult(item: item, rapid: false, bytesSent: sent)
     }
 
     /// Sends the full hash and proof; on `InvalidRapidProof` recomputes once with the
     /// current token (it may have rotated), then falls back to a plain upload.
-    private func createWithProof(_ body: inout [String: any Sendable], file: LocalFile, hash: inout String?) async throws -> [String: Any] {
-        let sha1 = try hash ?? file.sha1(prefix: nil)
-        hash = sha1
+    private func createWithProof(_ body: inout [String: any Sendable], file: LocalFile, hash sha1: String) async throws -> [String: Any] {
         body["content_hash"] = sha1
         body["content_hash_name"] = "sha1"
         body["proof_version"] = "v1"
@@ -251,6 +289,7 @@ final class LocalFile: Sendable {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var offset: Int64 = 0
         while offset < limit {
+            try Task.checkCancellation()
             let wanted = Int(min(Int64(buffer.count), limit - offset))
             let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted, off_t(offset)) }
             guard count > 0 else { throw DriveError(.invalidState, "short read while hashing") }

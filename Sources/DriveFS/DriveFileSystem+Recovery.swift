@@ -28,9 +28,13 @@ extension DriveFileSystem {
             // Staged without an fsync, in a boot that has ended since: the system went down
             // and the bytes may never have reached the disk. Upload them only if they are
             // exactly what was being uploaded; otherwise keep them, but not as the user's file.
-            let local = try? RapidUpload.sha1Hex(ofFile: entry.stagingPath)
+            // An entry without a SHA-1 (the system went down before the upload had hashed
+            // the content) cannot vouch for anything.
+            let local = entry.contentHash == nil ? nil : try? RapidUpload.sha1Hex(ofFile: entry.stagingPath)
             guard let local, local.size == entry.size, local.hash == entry.contentHash else {
-                let problem = "\(entry.displayPath): the staged content is not what was being uploaded when the system went down (part of it never reached the disk)"
+                let problem = entry.contentHash == nil
+                    ? "\(entry.displayPath): the system went down before the staged content was hashed, so it cannot be checked"
+                    : "\(entry.displayPath): the staged content is not what was being uploaded when the system went down (part of it never reached the disk)"
                 if let kept = keepAside(entry) {
                     logger.error("upload (recovered): \(problem); not uploaded, kept in \(kept)")
                     journal.remove(id: entry.id)
@@ -46,7 +50,7 @@ extension DriveFileSystem {
             do {
                 let result = try await service.upload(
                     path: entry.stagingPath, parentID: entry.parentID, name: entry.name, options: configuration.uploadOptions,
-                    contentHash: knownHash)
+                    contentHash: knownHash.map { .known($0) } ?? .unknown)
                 if let replaces = entry.replaces { try? await service.trash(fileID: replaces) }
                 journal.remove(id: entry.id)
                 Glibc.unlink(entry.stagingPath)

@@ -3,6 +3,7 @@ import Foundation
 public import FUSE
 import Glibc
 import Logging
+import Synchronization
 
 /// Writing: files are written into a local staging file and uploaded on `flush`,
 /// `fsync` and the last `release` (see README "Semantics"). Folder and name changes go
@@ -362,26 +363,59 @@ extension DriveFileSystem: WritableFileSystem {
         let item = start.item
         let replaces = item.fileID.hasPrefix(Self.localPrefix) ? nil : item.fileID
         let path = displayPath(item)
-        let hashed = await staged.contentHash()
-        let hash = hashed?.hash
         // Journaled before anything is sent, so a mount after a crash of this process
-        // finishes the upload. With the hash known nothing is synced: an upload that succeeds
-        // then never writes the file to disk, and the entry lets a mount after a system crash
-        // tell torn content from the real thing. An upload that fails syncs both below.
-        if hash == nil { staged.sync() }
-        let entry = UploadJournal.Entry(
+        // finishes the upload. Content the hash follower is on is not synced first (an
+        // upload that succeeds then never writes it to disk): the entry records its size,
+        // the boot and — as soon as the follower has it — its SHA-1, so that a mount after
+        // a system crash can tell torn content from the real thing. The upload does not
+        // wait for the follower: a rapid upload and the final check are the only steps
+        // that need the hash. Content the follower gave up on (not written in order) is
+        // synced first. An upload that fails syncs, and journals durably, below.
+        var entry = UploadJournal.Entry(
             id: staged.id, stagingPath: staged.path, parentID: item.parentID, name: item.name, replaces: replaces, displayPath: path,
-            owner: getpid(), size: hashed?.size, contentHash: hash, unsyncedBoot: hash == nil ? nil : UploadJournal.bootID ?? "unknown")
-        try journal.record(entry, durable: hash == nil)
+            owner: getpid())
+        let source: ContentHashSource
+        let latest = JournalEntryBox(entry)
+        switch staged.hashStatus {
+        case .gaveUp:
+            staged.sync()
+            try journal.record(entry, durable: true)
+            source = .unknown
+        case .done(let hash, let size):
+            (entry.size, entry.contentHash, entry.unsyncedBoot) = (size, hash, UploadJournal.bootID ?? "unknown")
+            latest.set(entry)
+            try journal.record(entry, durable: false)
+            source = .known(hash)
+        case .following:
+            (entry.size, entry.unsyncedBoot) = (start.size, UploadJournal.bootID ?? "unknown")
+            latest.set(entry)
+            try journal.record(entry, durable: false)
+            source = .pending { [journal] in
+                guard let hashed = await staged.contentHash() else { return nil }
+                // Awaited by the upload before it returns or throws: no later record can race this one.
+                try? journal.record(latest.update { ($0.size, $0.contentHash) = (hashed.size, hashed.hash) }, durable: false)
+                return hashed.hash
+            }
+        }
         let result: UploadResult
         do {
             result = try await service.upload(
-                path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions, contentHash: hash)
+                path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions, contentHash: source)
         } catch {
-            // It stays pending: now it must survive a system crash too.
-            if hash != nil {
+            // It stays pending: now it must survive a system crash too. Synced content
+            // whose hash is not known (the upload stopped before it was needed) is trusted
+            // as it is, like content the follower gave up on.
+            var final = latest.value
+            if final.unsyncedBoot != nil {
+                if final.contentHash == nil {
+                    if let hashed = await staged.contentHash() {
+                        (final.size, final.contentHash) = (hashed.size, hashed.hash)
+                    } else {
+                        (final.size, final.unsyncedBoot) = (nil, nil)
+                    }
+                }
                 staged.sync()
-                try? journal.record(entry, durable: true)
+                try? journal.record(final, durable: true)
             }
             let mapped = DriveFSError(error)
             if staged.snapshot.version == start.version {
@@ -647,5 +681,24 @@ extension DriveFileSystem: WritableFileSystem {
             unit += 1
         }
         return unit == 0 ? "\(bytes) B" : String(format: "%.1f", value) + " " + units[unit]
+    }
+}
+
+/// The journal entry of an upload in progress, completed by the hash follower's result.
+final class JournalEntryBox: Sendable {
+    private let entry: Mutex<UploadJournal.Entry>
+
+    init(_ entry: UploadJournal.Entry) { self.entry = Mutex(entry) }
+
+    var value: UploadJournal.Entry { entry.withLock { $0 } }
+
+    func set(_ value: UploadJournal.Entry) { entry.withLock { $0 = value } }
+
+    /// Changes the entry and returns the result.
+    func update(_ change: (inout UploadJournal.Entry) -> Void) -> UploadJournal.Entry {
+        entry.withLock { entry in
+            change(&entry)
+            return entry
+        }
     }
 }

@@ -20,7 +20,7 @@ public protocol DriveService: Sendable {
     func trash(fileID: String) async throws
     /// Uploads a local file as a new entry beside any same-named one; `contentHash` is its
     /// SHA-1 when already known.
-    func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: String?) async throws -> UploadResult
+    func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: ContentHashSource) async throws -> UploadResult
 }
 
 extension AliyunDriveClient: DriveService {}

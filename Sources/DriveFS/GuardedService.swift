@@ -64,7 +64,7 @@ final class GuardedService: DriveService {
         try await guarded { try await base.move(fileID: fileID, toParentID: toParentID, newName: newName) }
     }
     func trash(fileID: String) async throws { try await guarded { try await base.trash(fileID: fileID) } }
-    func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: String?) async throws -> UploadResult {
+    func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: ContentHashSource) async throws -> UploadResult {
         try await guarded { try await base.upload(path: path, parentID: parentID, name: name, options: options, contentHash: contentHash) }
     }
 }

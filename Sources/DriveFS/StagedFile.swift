@@ -180,18 +180,34 @@ final class StagedFile: Sendable {
         }
     }
 
-    /// The SHA-1 of the whole content (and the size it covers) once the follower has
-    /// caught up; nil if it gave up.
-    func contentHash() async -> (hash: String, size: Int64)? {
-        while true {
-            let result: (finished: Bool, hash: (String, Int64)?) = state.withLock { state in
-                guard state.hash.valid else { return (true, nil) }
-                return state.hash.done == state.size ? (true, (state.hash.hasher.hexDigest, state.size)) : (false, nil)
-            }
-            if result.finished { return result.hash }
-            wake.yield()
-            try? await Task.sleep(for: .milliseconds(2))
+    /// Where the follower is: done (the SHA-1 of the whole content and the size it
+    /// covers), still reading, or given up.
+    enum HashStatus: Sendable, Equatable {
+        case done(hash: String, size: Int64)
+        case following
+        case gaveUp
+    }
+
+    var hashStatus: HashStatus {
+        state.withLock { state in
+            guard state.hash.valid else { return .gaveUp }
+            return state.hash.done == state.size ? .done(hash: state.hash.hasher.hexDigest, size: state.size) : .following
         }
+    }
+
+    /// The SHA-1 of the whole content (and the size it covers) once the follower has
+    /// caught up; nil if it gave up (or the caller was cancelled).
+    func contentHash() async -> (hash: String, size: Int64)? {
+        while !Task.isCancelled {
+            switch hashStatus {
+            case .done(let hash, let size): return (hash, size)
+            case .gaveUp: return nil
+            case .following:
+                wake.yield()
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+        return nil
     }
 
     /// Makes the content durable (before it is journaled without a hash, or once an upload failed).

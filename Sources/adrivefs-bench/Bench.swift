@@ -38,6 +38,16 @@ struct Bench {
         guard let url = link["url"] as? String else { throw BenchError("no download URL") }
 
         var table: [(String, String, String)] = []
+        // ADRIVEFS_BENCH_ONLY=upload: just the upload figures (a quicker loop while working on them).
+        if ProcessInfo.processInfo.environment["ADRIVEFS_BENCH_ONLY"] == "upload" {
+            let login = try await api.hook("tokens", [:])
+            guard let token = login["refresh_token"] as? String else { throw BenchError("no token for the mount") }
+            let mount = try MountProcess(binary: binDirectory.appendingPathComponent("adrivefs").path, endpoint: emulator.base, refreshToken: token)
+            defer { mount.stop() }
+            table += try await UploadBench.run(api: api, mount: mount, downloadURL: url, size: size, runs: runs)
+            printTable(table)
+            return
+        }
         // 1. curl over loopback: the emulator's own serving speed.
         var curlRates: [Double] = []
         var curlCPU = (server: 0.0, client: 0.0)
@@ -127,6 +137,10 @@ struct Bench {
         // 6. Uploads.
         table += try await UploadBench.run(api: api, mount: mount, downloadURL: url, size: size, runs: runs)
 
+        printTable(table)
+    }
+
+    static func printTable(_ table: [(String, String, String)]) {
         print("")
         let width = table.map(\.0.count).max() ?? 0
         for (name, value, note) in table {

@@ -1,6 +1,8 @@
 @testable import AliyunDrive
 import EmulatorTestSupport
 import Foundation
+import Glibc
+import Synchronization
 import HTTPTransport
 import Testing
 
@@ -65,6 +67,59 @@ import Testing
             // With rapid upload off the bytes are sent even though the server knows them.
             let plain = try await client.upload(path: path, parentID: "root", name: "plain.bin", options: .init(rapid: false))
             #expect(!plain.rapid && plain.bytesSent == Int64(bytes.count))
+        }
+    }
+
+    /// A hash still being computed when the upload starts does not hold back the parts:
+    /// it is awaited for the final check (and a wrong one fails it); for content the drive
+    /// has, after the pre-hash probe matched; and one that gives up (nil) is replaced by
+    /// hashing the file.
+    @Test func aPendingHashIsAwaitedOnlyWhereItIsNeeded() async throws {
+        try await withTestDrive { drive in
+            let client = try await Self.client(drive)
+            let bytes = testBytes(25 << 20, seed: 11)
+            let path = try Self.file(bytes)
+            defer { unlink(path) }
+            let sha1 = RapidUpload.sha1Hex(bytes)
+            // Hands out the hash only once part bytes have reached the server (or after 20 s,
+            // which would mean the upload waited for it first).
+            let partsFirst = Mutex(false)
+            let pending = ContentHashSource.pending {
+                for _ in 0..<2000 {
+                    if (try? await Self.uploaded(drive)) ?? 0 > 0 {
+                        partsFirst.withLock { $0 = true }
+                        break
+                    }
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+                return sha1
+            }
+            let new = try await client.upload(path: path, parentID: "root", name: "new.bin", contentHash: pending)
+            #expect(partsFirst.withLock { $0 })
+            #expect(!new.rapid && new.item.contentHash == sha1 && new.bytesSent == Int64(bytes.count))
+
+            // The drive has it now: probe, then the pending hash, then no bytes.
+            let awaited = Mutex(false)
+            let known = try await client.upload(path: path, parentID: "root", name: "again.bin", contentHash: .pending {
+                awaited.withLock { $0 = true }
+                return sha1
+            })
+            #expect(known.rapid && known.bytesSent == 0 && awaited.withLock { $0 })
+
+            // A pending hash that gives up: the file is hashed instead, and checked.
+            let other = try Self.file(testBytes(12 << 20, seed: 12))
+            defer { unlink(other) }
+            let gaveUp = try await client.upload(path: other, parentID: "root", name: "other.bin", contentHash: .pending { nil })
+            #expect(gaveUp.item.contentHash == RapidUpload.sha1Hex(testBytes(12 << 20, seed: 12)))
+
+            // A wrong hash fails the final check, and the new file does not stay as the user's.
+            let wrong = try Self.file(testBytes(12 << 20, seed: 13))
+            defer { unlink(wrong) }
+            let error = await #expect(throws: DriveError.self) {
+                try await client.upload(path: wrong, parentID: "root", name: "wrong.bin", contentHash: .pending { String(repeating: "0", count: 40) })
+            }
+            #expect(error?.code == "UploadMismatch")
+            #expect(try await client.list(folderID: "root").contains { $0.name == "wrong.bin" } == false)
         }
     }
 

@@ -75,7 +75,7 @@ class FakeDrive: DriveService, @unchecked Sendable {
     func rename(fileID: String, to name: String) async throws -> DriveItem { throw Self.readOnly }
     func move(fileID: String, toParentID: String, newName: String?) async throws { throw Self.readOnly }
     func trash(fileID: String) async throws { throw Self.readOnly }
-    func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: String?) async throws -> UploadResult { throw Self.readOnly }
+    func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: ContentHashSource) async throws -> UploadResult { throw Self.readOnly }
 }
 
 @Suite struct DriveFSUnitTests {

@@ -12,14 +12,22 @@ final class UploadRecordingDrive: FakeDrive, @unchecked Sendable {
         var name: String
         var content: [UInt8]
         var claimedHash: String?
+        /// The hash came as a pending one (awaited here).
+        var pending = false
     }
     let uploads = Mutex<[Upload]>([])
 
     init() { super.init(files: []) }
 
-    override func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: String?) async throws -> UploadResult {
+    override func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: ContentHashSource) async throws -> UploadResult {
         let content = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
-        uploads.withLock { $0.append(Upload(name: name, content: content, claimedHash: contentHash)) }
+        var upload = Upload(name: name, content: content, claimedHash: nil)
+        switch contentHash {
+        case .known(let hash): upload.claimedHash = hash
+        case .pending(let hash): (upload.claimedHash, upload.pending) = (await hash(), true)
+        case .unknown: break
+        }
+        uploads.withLock { [upload] in $0.append(upload) }
         let item = DriveItem(
             fileID: "uploaded-\(name)", parentID: parentID, name: name, isFolder: false, size: Int64(content.count),
             contentHash: RapidUpload.sha1Hex(content), createdAt: 0, updatedAt: 0)
@@ -100,6 +108,8 @@ final class UploadRecordingDrive: FakeDrive, @unchecked Sendable {
         try scene.leave("intact.bin", content: intact, journaled: intact, boot: "00000000-0000-0000-0000-000000000000")
         try scene.leave("torn.bin", content: torn, journaled: meant, boot: "00000000-0000-0000-0000-000000000000")
         try scene.leave("synced.bin", content: intact, journaled: nil, boot: nil)
+        // Unsynced, and the system went down before the upload had hashed it: cannot be checked.
+        try scene.leave("unhashed.bin", content: intact, journaled: nil, boot: "00000000-0000-0000-0000-000000000000")
         let fs = try scene.mount()
         fs.recoverPendingUploads()
         try await scene.settled()
@@ -112,8 +122,8 @@ final class UploadRecordingDrive: FakeDrive, @unchecked Sendable {
         #expect(uploads.last?.claimedHash == nil)
         #expect(scene.journal.entries().isEmpty)
         // The torn content is not lost, and not passed off as the user's file either.
-        let kept = try FileManager.default.contentsOfDirectory(atPath: scene.stagingRoot + "/lost+found")
-        #expect(kept.count == 1 && kept.first?.hasPrefix("torn.bin.") == true)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: scene.stagingRoot + "/lost+found").sorted()
+        #expect(kept.count == 2 && kept.first?.hasPrefix("torn.bin.") == true && kept.last?.hasPrefix("unhashed.bin.") == true)
         let keptBytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: scene.stagingRoot + "/lost+found/" + (kept.first ?? ""))))
         #expect(keptBytes == torn)
         // Nothing else of the dead mount is left behind.

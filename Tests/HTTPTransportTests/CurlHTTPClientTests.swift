@@ -82,7 +82,9 @@ import Testing
                 return
             }
             #expect(error.isCancelled)
-            #expect(elapsed < .seconds(5))
+            // Well before the 60 s stall timeout: the cancellation ended it (the margin is for
+            // a 2-core machine running the whole suite at once, where 5 s was once exceeded).
+            #expect(elapsed < .seconds(30))
             // The client still works afterwards.
             #expect(try await drive.get("/__emulator/health").status == 200)
         }
