@@ -11,7 +11,7 @@ MANDIR      ?= $(PREFIX)/share/man/man1
 SWIFT       ?= swift
 DEMO_PORT   ?= 8787
 DEMO_MNT    ?= ./mnt
-APT_PACKAGES = fuse3 libfuse3-dev libcurl4-openssl-dev libsecp256k1-dev libqrencode-dev curl groff-base openssl attr socat
+APT_PACKAGES = fuse3 libfuse3-dev libcurl4-openssl-dev libsecp256k1-dev libqrencode-dev curl groff-base openssl attr socat rsync
 
 .PHONY: all build deps test lint-man bench install uninstall demo demo-stop clean
 

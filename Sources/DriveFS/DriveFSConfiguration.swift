@@ -26,6 +26,9 @@ public struct DriveFSConfiguration: Sendable {
     public var diskCacheSize: Int
     /// Where pending uploads are journaled (state directory/pending).
     public var journalDirectory: String
+    /// Where modification times set on this machine are kept (state directory/times); nil:
+    /// in memory only.
+    public var timesDirectory: String?
     public var uploadOptions: UploadOptions
     /// First delay of the background retry of a failed upload; doubles up to 60 s.
     public var uploadRetryDelay: Double
@@ -35,7 +38,7 @@ public struct DriveFSConfiguration: Sendable {
         cacheSize: Int = 48 << 20, readAhead: Int = 24 << 20, chunkSize: Int = 4 << 20, randomReadSize: Int = 64 << 10,
         readOnly: Bool = false, stagingDirectory: String = "/tmp/adrivefs-staging",
         diskCacheDirectory: String = "/tmp/adrivefs-chunks", diskCacheSize: Int = 0, journalDirectory: String = "/tmp/adrivefs-pending",
-        uploadOptions: UploadOptions = UploadOptions(), uploadRetryDelay: Double = 2
+        timesDirectory: String? = nil, uploadOptions: UploadOptions = UploadOptions(), uploadRetryDelay: Double = 2
     ) {
         self.rootID = rootID
         self.uid = uid
@@ -51,6 +54,7 @@ public struct DriveFSConfiguration: Sendable {
         self.diskCacheDirectory = diskCacheDirectory
         self.diskCacheSize = diskCacheSize
         self.journalDirectory = journalDirectory
+        self.timesDirectory = timesDirectory
         self.uploadOptions = uploadOptions
         self.uploadRetryDelay = uploadRetryDelay
     }

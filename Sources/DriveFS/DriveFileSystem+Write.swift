@@ -173,7 +173,7 @@ extension DriveFileSystem: WritableFileSystem {
         let item = record.item
         let staged: StagedFile
         do {
-            staged = try StagedFile(directory: configuration.stagingDirectory, item: item, modified: item.updatedAt)
+            staged = try StagedFile(directory: configuration.stagingDirectory, item: item, modified: times.modified(for: item) ?? item.updatedAt)
         } catch {
             handles.withLock { $0.staging[record.inode] = nil }
             throw error
@@ -246,8 +246,14 @@ extension DriveFileSystem: WritableFileSystem {
                     }
                 }
             }
-            if let modified = changes.modified, let staged = handles.withLock({ $0.staged[inode] }) {
-                staged.update { $0.modified = modified }
+            if let modified = changes.modified, !record.item.isFolder {
+                // Kept for the content the drive has now, and for the staged content once it
+                // is uploaded (a later write makes the time "now" again).
+                let staged = handles.withLock { $0.staged[inode] }
+                staged?.update { ($0.modified, $0.explicitModified) = (modified, true) }
+                if staged?.isDirty != true, let current = inodes.record(inode)?.item, !current.fileID.hasPrefix(Self.localPrefix) {
+                    times.set(modified, for: current)
+                }
             }
             // Mode, owner and times of server content are not stored by the drive: accepted, unchanged.
             return AttributeReply(attributes: attributes(inodes.record(inode) ?? record), timeout: configuration.directoryCacheTTL)
@@ -434,10 +440,14 @@ extension DriveFileSystem: WritableFileSystem {
         uploaded.name = item.name
         // The previous version goes only now that the new content is complete.
         if let replaces { await trashReplaced(replaces, path: path) }
-        staged.update { state in
+        let now = staged.update { state in
             state.uploadedVersion = start.version
             state.item = uploaded
+            return state
         }
+        // A time set with utimes stays the file's time (unless it was written since).
+        if let replaces { times.remove(fileID: replaces) }
+        if now.explicitModified && now.version == start.version { times.set(now.modified, for: uploaded) }
         inodes.replace(inode, with: uploaded)
         directories.uploaded(uploaded, replacing: item.fileID)
         journal.remove(id: staged.id)

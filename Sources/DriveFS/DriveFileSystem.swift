@@ -55,6 +55,7 @@ public final class DriveFileSystem: FileSystem {
     let now: @Sendable () -> Double
     let logger = Logger(label: "adrivefs.vfs")
     let journal: UploadJournal
+    let times: FileTimes
 
     /// Throws when the disk cache is on and its folder cannot be created.
     public init(service: any DriveService, configuration: DriveFSConfiguration, now: (@Sendable () -> Double)? = nil) throws {
@@ -76,6 +77,7 @@ public final class DriveFileSystem: FileSystem {
             throw DriveFSError(errno: EIO, "cannot use the disk cache \(configuration.diskCacheDirectory): \(error.localizedDescription)")
         }
         journal = UploadJournal(directory: configuration.journalDirectory)
+        times = FileTimes(directory: configuration.timesDirectory)
     }
 
     /// Checks that the root exists and is a folder (for `root_id`), so a bad id fails the mount.
@@ -98,7 +100,7 @@ public final class DriveFileSystem: FileSystem {
         // Local content wins: its size and time are what readers on this mount see.
         let local = item.isFolder ? nil : handles.withLock { $0.staged[record.inode] }?.snapshot
         let size = item.isFolder ? 4096 : local?.size ?? item.size
-        let modified = local?.modified ?? item.updatedAt
+        let modified = local?.modified ?? times.modified(for: item) ?? item.updatedAt
         return FileAttributes(
             inode: record.inode, kind: item.isFolder ? .directory : .file, permissions: permissions,
             size: size, linkCount: item.isFolder ? 2 : 1, uid: configuration.uid,

@@ -20,6 +20,8 @@ final class StagedFile: Sendable {
         /// Open handles that may write.
         var writers = 0
         var modified: Double
+        /// `modified` was set with utimes (not by a write): kept once uploaded (`FileTimes`).
+        var explicitModified = false
         /// The name was unlinked: the content is never uploaded again.
         var unlinked = false
         /// A version the drive refused for good (over its per-file size limit): not retried
@@ -100,6 +102,7 @@ final class StagedFile: Sendable {
             state.size = max(state.size, position + Int64(done))
             state.version += 1
             state.modified = now
+            state.explicitModified = false
             return done
         }
     }
@@ -115,6 +118,7 @@ final class StagedFile: Sendable {
             state.size = size
             state.version += 1
             state.modified = now
+            state.explicitModified = false
         }
     }
 

@@ -75,7 +75,7 @@ public enum Mounter {
             readOnly: options.readOnly,
             stagingDirectory: (options.cacheDirectory ?? cacheDirectory) + "/staging/\(getpid())",
             diskCacheDirectory: (options.cacheDirectory ?? cacheDirectory) + "/chunks", diskCacheSize: options.diskCacheSize,
-            journalDirectory: stateDirectory + "/pending",
+            journalDirectory: stateDirectory + "/pending", timesDirectory: stateDirectory + "/times",
             uploadOptions: UploadOptions(rapid: options.rapidUpload, internalURLs: options.internalUpload))
         let fileSystem: DriveFileSystem
         do {

@@ -43,6 +43,46 @@ struct WriteMountTests {
         }
     }
 
+    /// Times set with utimes (`touch -d`, `cp -p`, `rsync -a`) stay the files' times on this
+    /// machine, across remounts, so a second `rsync -a` finds nothing to copy; a write makes
+    /// the time "now" again.
+    @Test func modificationTimesSetHereSurviveUploadsAndRemounts() async throws {
+        try await withMount { m in
+            func mtime(_ path: String) throws -> String { try m.shell("stat", "-c", "%Y", m.path(path)).trimmingCharacters(in: .whitespacesAndNewlines) }
+            // An existing file, unchanged.
+            try m.shell("touch", "-m", "-d", "2020-01-02 03:04:05 UTC", m.path("README.txt"))
+            #expect(try mtime("README.txt") == "1577934245")
+            // New files: cp -p sets the time before close(), rsync after it (and renames).
+            let source = m.directory.appendingPathComponent("times").path
+            try FileManager.default.createDirectory(atPath: source + "/sub", withIntermediateDirectories: true)
+            for (index, name) in ["a.txt", "sub/b.bin"].enumerated() {
+                try Data(testBytes(1000 + index * 200_000, seed: UInt64(40 + index))).write(to: URL(fileURLWithPath: source + "/" + name))
+                try m.shell("touch", "-m", "-d", "2019-05-0\(index + 1) 12:00:00 UTC", source + "/" + name)
+            }
+            try m.shell("cp", "-p", source + "/a.txt", m.path("Documents/a.txt"))
+            try m.shell("rsync", "-a", source + "/", m.path("synced") + "/")
+            #expect(try mtime("Documents/a.txt") == "1556712000")
+            #expect(try mtime("synced/a.txt") == "1556712000")
+            #expect(try mtime("synced/sub/b.bin") == "1556798400")
+            #expect(try await m.remoteFile("/synced/sub/b.bin")?["size"] as? Int == 201_000)
+
+            await m.unmount()
+            try await m.mount()
+            #expect(try mtime("README.txt") == "1577934245")
+            #expect(try mtime("synced/sub/b.bin") == "1556798400")
+            // Nothing to do for a second rsync (it compares sizes and times).
+            let changes = try m.shell("rsync", "-a", "-i", source + "/", m.path("synced") + "/")
+            #expect(changes.split(separator: "\n").filter { !$0.hasPrefix(".d") }.isEmpty, "\(changes)")
+            // Changed content is new: its time is the write's.
+            try m.shell("sh", "-c", "echo more >> " + m.path("synced/a.txt"))
+            let now = Int(Date().timeIntervalSince1970)
+            #expect(abs((Int(try mtime("synced/a.txt")) ?? 0) - now) < 60)
+            await m.unmount()
+            try await m.mount()
+            #expect(abs((Int(try mtime("synced/a.txt")) ?? 0) - now) < 60)
+        }
+    }
+
     @Test func contentTheDriveHasIsRapidUploadedWithoutSendingBytes() async throws {
         try await withMount { m in
             let video = try await m.remoteBytes("/Videos/sample.mp4")
