@@ -7,16 +7,26 @@ import Glibc
 /// copy of our own). What it reaches with 1 MiB reads is the ceiling of any FUSE read
 /// path here (kernel request/reply copies, page cache, the reader's own copy); the
 /// mount's figure is put beside it so the two costs can be told apart.
-final class CeilingFS: FileSystem {
+///
+/// Mounted read-write it is the write-side ceiling: 1 MiB writes through a write-only
+/// descriptor (direct I/O, as adrivefs opens them) answered at once, or — with a `stage`
+/// descriptor — after a `pwrite` into a local file, which is what adrivefs's staging costs
+/// before any upload can start.
+final class CeilingFS: WritableFileSystem {
     static let fileInode: InodeNumber = 2
     let size: Int64
+    /// Where writes are copied (nil: they are dropped).
+    let stage: Int32?
     private let block = [UInt8](repeating: 0x5a, count: 1 << 20)
 
-    init(size: Int64) { self.size = size }
+    init(size: Int64, stage: Int32? = nil) {
+        self.size = size
+        self.stage = stage
+    }
 
     private func attributes(_ inode: InodeNumber) -> FileAttributes {
         inode == Self.fileInode
-            ? FileAttributes(inode: inode, kind: .file, permissions: 0o444, size: size, uid: 0, gid: 0, modified: 0)
+            ? FileAttributes(inode: inode, kind: .file, permissions: 0o644, size: size, uid: 0, gid: 0, modified: 0)
             : FileAttributes(inode: 1, kind: .directory, permissions: 0o555, size: 0, linkCount: 2, uid: 0, gid: 0, modified: 0)
     }
 
@@ -32,7 +42,9 @@ final class CeilingFS: FileSystem {
     }
     func remember(inodes: [InodeNumber]) {}
     func releasedir(inode: InodeNumber, handle: UInt64) async {}
-    func open(inode: InodeNumber, flags: Int32) async throws -> OpenReply { OpenReply(handle: 0) }
+    func open(inode: InodeNumber, flags: Int32) async throws -> OpenReply {
+        OpenReply(handle: 0, directIO: flags & O_ACCMODE == O_WRONLY)
+    }
     func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> any ReadBytes {
         let count = Int(max(0, min(Int64(min(size, block.count)), self.size - offset)))
         return block[0..<count]
@@ -45,13 +57,67 @@ final class CeilingFS: FileSystem {
     var extendedAttributePrefix: String { "user.ceiling." }
     func listxattr(inode: InodeNumber) async throws -> [String] { [] }
 
+    func write(inode: InodeNumber, handle: UInt64, offset: Int64, data: UnsafeRawBufferPointer) throws -> Int {
+        guard let stage else { return data.count }
+        let written = pwrite(stage, data.baseAddress, data.count, off_t(offset))
+        guard written >= 0 else { throw CeilingError(errno: errno) }
+        return written
+    }
+    func setattr(inode: InodeNumber, changes: AttributeChanges) async throws -> AttributeReply { try await getattr(inode: inode) }
+    func prepareWrite(inode: InodeNumber, handle: UInt64) async throws {}
+    func flush(inode: InodeNumber, handle: UInt64) async throws {}
+    func fsync(inode: InodeNumber, handle: UInt64, dataOnly: Bool) async throws {}
+    // One fixed file: nothing else can be made, removed or renamed.
+    func create(parent: InodeNumber, name: String, mode: UInt32, flags: Int32) async throws -> (Entry, OpenReply) { throw CeilingError(errno: EPERM) }
+    func mknod(parent: InodeNumber, name: String, mode: UInt32) async throws -> Entry { throw CeilingError(errno: EPERM) }
+    func mkdir(parent: InodeNumber, name: String, mode: UInt32) async throws -> Entry { throw CeilingError(errno: EPERM) }
+    func rmdir(parent: InodeNumber, name: String) async throws { throw CeilingError(errno: EPERM) }
+    func unlink(parent: InodeNumber, name: String) async throws { throw CeilingError(errno: EPERM) }
+    func rename(parent: InodeNumber, name: String, newParent: InodeNumber, newName: String, flags: UInt32) async throws {
+        throw CeilingError(errno: EPERM)
+    }
+
     /// Mounts a fresh session on a temporary directory, reads the file once with 1 MiB
     /// reads, unmounts; returns bytes per second.
     static func sequentialRate(size: Int64) throws -> Double {
+        let result = try withMount(CeilingFS(size: size), options: ["ro"]) { mountpoint in
+            FUSESession.raiseKernelReadahead(mountpoint: mountpoint, kilobytes: 2048)
+            return try FileBench.sequentialRead(mountpoint + "/blob")
+        }
+        guard result.bytes == size else { throw BenchError("ceiling read \(result.bytes) bytes, expected \(size)") }
+        return result.rate
+    }
+
+    /// Seconds to write `source` (its whole size) over the file with 1 MiB writes, with the
+    /// writes dropped or staged into a file under `stagingDirectory`.
+    static func writeSeconds(source: String, stagingDirectory: String?) throws -> Double {
+        var stage: Int32?
+        var stagePath: String?
+        if let stagingDirectory {
+            let path = stagingDirectory + "/ceiling-stage-\(getpid())"
+            let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw BenchError("cannot create \(path)") }
+            (stage, stagePath) = (fd, path)
+        }
+        defer {
+            if let stage { Glibc.close(stage) }
+            if let stagePath { Glibc.unlink(stagePath) }
+        }
+        var info = stat()
+        guard stat(source, &info) == 0 else { throw BenchError("cannot stat \(source)") }
+        return try withMount(CeilingFS(size: Int64(info.st_size), stage: stage), options: []) { mountpoint in
+            let times = try UploadBench.copyTimed(source, mountpoint + "/blob", create: false)
+            return times.write
+        }
+    }
+
+    /// Runs `body` on a fresh mount of `fileSystem`, then unmounts the way users do (so the
+    /// loop drains and ends on its own).
+    private static func withMount<T>(_ fileSystem: CeilingFS, options: [String], _ body: (String) throws -> T) throws -> T {
         let mountpoint = NSTemporaryDirectory() + "adrivefs-ceiling-\(getpid())"
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: mountpoint) }
-        let session = try FUSESession(fileSystem: CeilingFS(size: size), options: ["fsname=ceiling", "subtype=adrivefs-bench", "ro"])
+        let session = try FUSESession(fileSystem: fileSystem, options: ["fsname=ceiling", "subtype=adrivefs-bench"] + options)
         try session.mount(at: mountpoint)
         let finished = DispatchSemaphore(value: 0)
         let loop = Thread {
@@ -59,13 +125,10 @@ final class CeilingFS: FileSystem {
             finished.signal()
         }
         loop.start()
-        FUSESession.raiseKernelReadahead(mountpoint: mountpoint, kilobytes: 2048)
-        let result = try FileBench.sequentialRead(mountpoint + "/blob")
-        // Unmounted the way users do, so the loop drains and ends on its own.
+        let result = Result { try body(mountpoint) }
         _ = try? FileBench.timeCommand(["fusermount3", "-u", mountpoint])
         finished.wait()
-        guard result.bytes == size else { throw BenchError("ceiling read \(result.bytes) bytes, expected \(size)") }
-        return result.rate
+        return try result.get()
     }
 }
 
