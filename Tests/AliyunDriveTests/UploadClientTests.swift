@@ -18,6 +18,9 @@ import Testing
             configuration: .init(endpoint: drive.base, tokenFile: nil, stateDirectory: state, baseBackoff: .milliseconds(20)),
             http: drive.http, refreshToken: token)
         try await client.start()
+        // The device identity was written at start and is held in memory from then on;
+        // nothing else goes there without a token file, so the folder need not outlive this.
+        try? FileManager.default.removeItem(atPath: state)
         return client
     }
 
