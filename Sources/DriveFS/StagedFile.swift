@@ -1,6 +1,7 @@
 import AliyunDrive
 import Foundation
 import Glibc
+import HTTPTransport
 import Synchronization
 
 /// The local copy of a file being written: a file under the staging directory that holds
@@ -48,7 +49,6 @@ final class StagedFile: Sendable {
     let path: String
     private let descriptor: Int32
     private let state: Mutex<State>
-    private let wake: AsyncStream<Void>.Continuation
 
     /// Creates an empty staging file in `directory` for `item`.
     init(directory: String, item: DriveItem, modified: Double) throws {
@@ -61,21 +61,14 @@ final class StagedFile: Sendable {
             throw DriveFSError(errno: code == ENOSPC ? ENOSPC : EIO, "cannot create a staging file in \(directory): \(String(cString: strerror(code)))")
         }
         state = Mutex(State(item: item, size: 0, modified: modified))
-        let (stream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        self.wake = wake
-        Task { [weak self] in
-            var buffer = [UInt8](repeating: 0, count: 4 << 20)
-            for await _ in stream {
-                guard let self else { return }
-                self.followWrites(&buffer)
-            }
-        }
     }
 
     deinit {
-        wake.finish()
         close(descriptor)
     }
+
+    /// Asks the hash worker to catch up with what was written.
+    private func wake() { HashWorker.shared.follow(self) }
 
     var snapshot: State { state.withLock { $0 } }
     var isDirty: Bool { state.withLock { $0.version != $0.uploadedVersion && !$0.unlinked } }
@@ -86,7 +79,7 @@ final class StagedFile: Sendable {
 
     /// Writes at `offset` (`append`: at the end) and returns the count.
     func write(_ data: UnsafeRawBufferPointer, at offset: Int64, append: Bool, now: Double) throws -> Int {
-        defer { wake.yield() }
+        defer { wake() }
         return try state.withLock { state in
             let position = append ? state.size : offset
             if position < state.hash.claim { state.hash.valid = false }
@@ -109,7 +102,7 @@ final class StagedFile: Sendable {
 
     /// Sets the size (zero-filling growth), as `truncate` does.
     func truncate(to size: Int64, now: Double) throws {
-        defer { wake.yield() }
+        defer { wake() }
         try state.withLock { state in
             if size < state.hash.claim { state.hash.valid = false }
             guard ftruncate(descriptor, off_t(size)) == 0 else {
@@ -149,20 +142,21 @@ final class StagedFile: Sendable {
             done += written
         }
         state.withLock { $0.size = max($0.size, offset + Int64(bytes.count)) }
-        wake.yield()
+        wake()
     }
 
-    /// Hashes everything written so far that the follower has not (until a write lands
-    /// below its claim).
-    private func followWrites(_ buffer: inout [UInt8]) {
-        while true {
+    /// Hashes the next stretch (up to the buffer's size) of what was written and the
+    /// follower has not hashed; false when there is nothing to do (caught up, or given up
+    /// because a write landed below its claim).
+    func followWrites(_ buffer: inout [UInt8]) -> Bool {
+        do {
             let capacity = Int64(buffer.count)
             let claimed: (start: Int64, end: Int64, hasher: ContentHasher)? = state.withLock { state in
                 guard state.hash.valid, state.hash.done < state.size else { return nil }
                 state.hash.claim = min(state.hash.done + capacity, state.size)
                 return (state.hash.done, state.hash.claim, state.hash.hasher)
             }
-            guard let claimed else { return }
+            guard let claimed else { return false }
             let length = Int(claimed.end - claimed.start)
             var done = 0
             while done < length {
@@ -173,13 +167,14 @@ final class StagedFile: Sendable {
             }
             var hasher = claimed.hasher
             buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<done])) }
-            state.withLock { state in
+            return state.withLock { state in
                 guard state.hash.valid, done == length else {
                     state.hash.valid = false
-                    return
+                    return false
                 }
                 state.hash.hasher = hasher
                 state.hash.done = claimed.end
+                return true
             }
         }
     }
@@ -207,7 +202,7 @@ final class StagedFile: Sendable {
             case .done(let hash, let size): return (hash, size)
             case .gaveUp: return nil
             case .following:
-                wake.yield()
+                wake()
                 try? await Task.sleep(for: .milliseconds(2))
             }
         }
@@ -218,4 +213,45 @@ final class StagedFile: Sendable {
     func sync() { fsync(descriptor) }
 
     func remove() { unlink(path) }
+}
+
+/// The thread that hashes staged files right behind their writers, one stretch of one
+/// file at a time, round-robin. It is a thread of its own at a lower priority (nice 10):
+/// hashing is long CPU work that would hold one of the cooperative pool's few threads
+/// (one per core) away from every other filesystem request, and on a busy machine it
+/// should yield to the writers it follows — an upload does not wait for it, only its
+/// final check does.
+final class HashWorker: Sendable {
+    static let shared = HashWorker()
+    static let threadName = "adrivefs.hash"
+
+    private let pending = Mutex<[StagedFile]>([])
+    private let signal = DispatchSemaphore(value: 0)
+
+    private init() {
+        Thread { [self] in run() }.start()
+    }
+
+    /// Queues `file` for hashing (once, however often it is asked).
+    func follow(_ file: StagedFile) {
+        let added = pending.withLock { pending in
+            guard !pending.contains(where: { $0 === file }) else { return false }
+            pending.append(file)
+            return true
+        }
+        if added { signal.signal() }
+    }
+
+    private func run() {
+        CurrentThread.setName(Self.threadName)
+        // On Linux the nice value belongs to a thread, and `who` 0 is the calling one.
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+        var buffer = [UInt8](repeating: 0, count: 4 << 20)
+        while true {
+            signal.wait()
+            guard let file = pending.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
+            // More to do: back in the queue behind the others.
+            if file.followWrites(&buffer) { follow(file) }
+        }
+    }
 }

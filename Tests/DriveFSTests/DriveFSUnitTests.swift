@@ -227,5 +227,21 @@ class FakeDrive: DriveService, @unchecked Sendable {
         // Rewriting bytes already hashed: the follower cannot know the hash any more.
         _ = try [UInt8(1)].withUnsafeBytes { try staged.write($0, at: 10, append: false, now: 0) }
         #expect(await staged.contentHash() == nil)
+        // The hashing ran on its own thread, below the writers' priority.
+        #expect(Self.threadNiceValues(named: HashWorker.threadName) == [10])
+    }
+
+    /// The nice value of each of this process's threads with that name (/proc/self/task).
+    static func threadNiceValues(named name: String) -> [Int] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.compactMap { task in
+            let comm = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard comm == name, let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+                let close = stat.lastIndex(of: ")")
+            else { return nil }
+            // Fields after "(comm)": state is field 3, nice field 19.
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 16 ? Int(fields[16]) : nil
+        }
     }
 }

@@ -98,9 +98,10 @@ final class CurlLoop: Sendable {
         _ = ccurl_multi_setopt_long(pointer, CURLMOPT_MAXCONNECTS, configuration.maxCachedConnections)
         multi = Multi(pointer: pointer)
         self.configuration = configuration
-        let thread = Thread { [self] in run() }
-        thread.name = "adrivefs.curl"
-        thread.start()
+        Thread { [self] in
+            CurrentThread.setName("adrivefs.curl")
+            run()
+        }.start()
     }
 
     func submit(_ transfer: CurlTransfer) {
