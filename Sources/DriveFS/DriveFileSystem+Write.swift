@@ -460,7 +460,7 @@ extension DriveFileSystem: WritableFileSystem {
         }
     }
 
-    private func trashReplaced(_ fileID: String, path: String) async {
+    func trashReplaced(_ fileID: String, path: String) async {
         do {
             try await service.trash(fileID: fileID)
         } catch {

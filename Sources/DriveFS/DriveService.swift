@@ -21,6 +21,9 @@ public protocol DriveService: Sendable {
     /// Uploads a local file as a new entry beside any same-named one; `contentHash` is its
     /// SHA-1 when already known.
     func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: ContentHashSource) async throws -> UploadResult
+    /// A new entry with the content of the drive's file `source`, made by hash without
+    /// sending its bytes; nil when the drive does not take it that way.
+    func copyByHash(of source: DriveItem, parentID: String, name: String) async throws -> UploadResult?
 }
 
 extension AliyunDriveClient: DriveService {}

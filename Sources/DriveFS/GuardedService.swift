@@ -67,4 +67,7 @@ final class GuardedService: DriveService {
     func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: ContentHashSource) async throws -> UploadResult {
         try await guarded { try await base.upload(path: path, parentID: parentID, name: name, options: options, contentHash: contentHash) }
     }
+    func copyByHash(of source: DriveItem, parentID: String, name: String) async throws -> UploadResult? {
+        try await guarded { try await base.copyByHash(of: source, parentID: parentID, name: name) }
+    }
 }

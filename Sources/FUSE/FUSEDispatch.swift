@@ -308,6 +308,14 @@ enum Operations {
                 request.reply(errno: 0)
             }
         }
+        ops.copy_file_range = { req, inodeIn, offsetIn, infoIn, inodeOut, offsetOut, infoOut, length, _ in
+            guard let req, let infoIn, let infoOut else { return }
+            let source = FileRange(inode: inodeIn, handle: infoIn.pointee.fh, offset: Int64(offsetIn))
+            let destination = FileRange(inode: inodeOut, handle: infoOut.pointee.fh, offset: Int64(offsetOut))
+            Operations.writing(req, "copy_file_range", { try await $0.copyFileRange(from: source, to: destination, length: length) }) {
+                request, copied in request.reply(written: copied)
+            }
+        }
         ops.fsync = { req, inode, dataOnly, info in
             guard let req, let info else { return }
             let handle = info.pointee.fh

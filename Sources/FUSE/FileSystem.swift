@@ -213,6 +213,36 @@ public protocol WritableFileSystem: FileSystem {
     /// A `close()` of a descriptor of this open file.
     func flush(inode: InodeNumber, handle: UInt64) async throws
     func fsync(inode: InodeNumber, handle: UInt64, dataOnly: Bool) async throws
+    /// copy_file_range(2) between two open files of this filesystem: copies up to `length`
+    /// bytes and returns the count. Throwing `CopyNotSupported` hands this one call back to
+    /// the kernel, which then copies through `read` and `write` (ENOSYS would turn the
+    /// operation off for the whole mount).
+    func copyFileRange(from source: FileRange, to destination: FileRange, length: Int) async throws -> Int
+}
+
+/// One side of a `copyFileRange`.
+public struct FileRange: Sendable {
+    public var inode: InodeNumber
+    public var handle: UInt64
+    public var offset: Int64
+
+    public init(inode: InodeNumber, handle: UInt64, offset: Int64) {
+        self.inode = inode
+        self.handle = handle
+        self.offset = offset
+    }
+}
+
+/// EOPNOTSUPP from `copyFileRange`: the kernel copies this range the ordinary way.
+public struct CopyNotSupported: ErrnoConvertible {
+    public init() {}
+    public var errno: Int32 { EOPNOTSUPP }
+}
+
+extension WritableFileSystem {
+    public func copyFileRange(from source: FileRange, to destination: FileRange, length: Int) async throws -> Int {
+        throw CopyNotSupported()
+    }
 }
 
 /// Thrown by `WritableFileSystem.write` for a handle that cannot take a write inline yet.

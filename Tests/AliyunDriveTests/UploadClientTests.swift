@@ -126,6 +126,29 @@ import Testing
         }
     }
 
+    /// A copy by hash reads only the proof's bytes and sends none; content the drive does
+    /// not have is refused without leaving an entry behind.
+    @Test func copyByHashReadsOnlyTheProofBytes() async throws {
+        try await withTestDrive { drive in
+            let client = try await Self.client(drive)
+            let bytes = testBytes(3 << 20, seed: 21)
+            let path = try Self.file(bytes)
+            defer { unlink(path) }
+            let original = try await client.upload(path: path, parentID: "root", name: "original.bin").item
+            let (down, up) = (try await drive.stats()["bytes_downloaded"] as? Int ?? -1, try await Self.uploaded(drive))
+            let copy = try #require(try await client.copyByHash(of: original, parentID: "root", name: "copy.bin"))
+            #expect(copy.rapid && copy.item.fileID != original.fileID && copy.item.name == "copy.bin")
+            #expect(copy.item.contentHash == RapidUpload.sha1Hex(bytes) && copy.item.size == Int64(bytes.count))
+            #expect(try await Self.uploaded(drive) == up)
+            #expect(try await drive.stats()["bytes_downloaded"] as? Int ?? -1 <= down + 8)
+
+            var unknown = original
+            unknown.contentHash = String(repeating: "1", count: 40)
+            #expect(try await client.copyByHash(of: unknown, parentID: "root", name: "ghost.bin") == nil)
+            #expect(try await client.list(folderID: "root").contains { $0.name == "ghost.bin" } == false)
+        }
+    }
+
     @Test func expiredPartURLsAndThrottlingAreRetried() async throws {
         try await withTestDrive { drive in
             let client = try await Self.client(drive)

@@ -76,6 +76,7 @@ class FakeDrive: DriveService, @unchecked Sendable {
     func move(fileID: String, toParentID: String, newName: String?) async throws { throw Self.readOnly }
     func trash(fileID: String) async throws { throw Self.readOnly }
     func upload(path: String, parentID: String, name: String, options: UploadOptions, contentHash: ContentHashSource) async throws -> UploadResult { throw Self.readOnly }
+    func copyByHash(of source: DriveItem, parentID: String, name: String) async throws -> UploadResult? { throw Self.readOnly }
 }
 
 @Suite struct DriveFSUnitTests {

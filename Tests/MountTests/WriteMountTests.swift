@@ -43,6 +43,46 @@ struct WriteMountTests {
         }
     }
 
+    /// `cp` within the mount (copy_file_range) makes the copy by hash: 8 bytes read for the
+    /// proof, nothing sent, whatever the size — also over an existing file; what cannot be
+    /// done that way (a part of a file, content being written here) is copied through read
+    /// and write, with the right bytes.
+    @Test func copiesWithinTheMountAreMadeByHash() async throws {
+        try await withMount { m in
+            let video = try await m.remoteBytes("/Videos/sample.mp4")
+            let stats = { () async throws -> (down: Int, up: Int) in
+                let all = try await m.drive.stats()
+                return (all["bytes_downloaded"] as? Int ?? -1, all["bytes_uploaded"] as? Int ?? -1)
+            }
+            let before = try await stats()
+            try m.shell("cp", m.path("Videos/sample.mp4"), m.path("Music/copy.mp4"))
+            try m.shell("cp", m.path("Documents/notes.md"), m.path("README.txt"))  // over an existing file
+            let after = try await stats()
+            #expect(after.up == before.up)
+            #expect(after.down - before.down <= 16, "downloaded \(after.down - before.down) bytes")
+            #expect((try await m.remoteFile("/Music/copy.mp4")?["content_hash"] as? String)?.uppercased() == Self.sha1(video))
+            let notes = try await m.remoteBytes("/Documents/notes.md")
+            #expect(try await m.remoteBytes("/README.txt") == notes)
+            #expect(m.daemonLog.contains("rapid copy: Videos/sample.mp4 → Music/copy.mp4 (64.0 MiB) — 0 bytes sent"))
+            // The copy reads and takes writes like any file.
+            #expect(try m.shell("sha1sum", m.path("Music/copy.mp4")).hasPrefix(Self.sha1(video).lowercased()))
+            try m.shell("sh", "-c", "echo more >> " + m.path("Music/copy.mp4"))
+            let appended = try #require(try await eventually { try await m.remoteFile("/Music/copy.mp4") })
+            #expect((appended["content_hash"] as? String)?.uppercased() == Self.sha1(video + Array("more\n".utf8)))
+
+            // Part of a file, at an offset: copied through read and write.
+            let part = "import os,sys; s=os.open(sys.argv[1],os.O_RDONLY); d=os.open(sys.argv[2],os.O_WRONLY|os.O_CREAT|os.O_TRUNC); print(os.copy_file_range(s,d,300000,offset_src=5000)); os.close(d)"
+            #expect(try m.shell("python3", "-c", part, m.path("Videos/sample.mp4"), m.path("Music/part.bin")).hasPrefix("300000"))
+            let partHash = try #require(try await eventually { try await m.remoteFile("/Music/part.bin") })["content_hash"] as? String
+            #expect(partHash?.uppercased() == Self.sha1(Array(video[5000..<305_000])))
+            // A file being written here: the copy has the new bytes, not the drive's.
+            let writer = "import os,sys,subprocess; fd=os.open(sys.argv[1],os.O_WRONLY|os.O_TRUNC); os.write(fd,b'fresh bytes'); subprocess.run(['cp',sys.argv[1],sys.argv[2]],check=True); os.close(fd)"
+            try m.shell("python3", "-c", writer, m.path("Music/part.bin"), m.path("Music/fresh.txt"))
+            let fresh = try #require(try await eventually { try await m.remoteFile("/Music/fresh.txt") })
+            #expect((fresh["content_hash"] as? String)?.uppercased() == Self.sha1(Array("fresh bytes".utf8)))
+        }
+    }
+
     /// Times set with utimes (`touch -d`, `cp -p`, `rsync -a`) stay the files' times on this
     /// machine, across remounts, so a second `rsync -a` finds nothing to copy; a write makes
     /// the time "now" again.
