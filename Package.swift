@@ -4,6 +4,7 @@
 // Layering (arrows point down only; see README "Development"):
 //   adrivefs (exe) ─► MountCommand ─► DriveFS ─► FUSE ─► CFuse (libfuse3)
 //                                       └─► AliyunDrive ─► HTTPTransport ─► CCurl (libcurl)
+//   DriveFS, HTTPTransport ─► CLinux (fallocate, thread names: glibc's _GNU_SOURCE calls)
 //   adrivefs-emulator (exe) ─► DriveEmulator (SwiftNIO; never linked into adrivefs)
 import PackageDescription
 
@@ -30,11 +31,12 @@ let package = Package(
         .target(name: "CFuse", path: "CFuse", linkerSettings: [.linkedLibrary("fuse3")]),
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "CSecp256k1", linkerSettings: [.linkedLibrary("secp256k1")]),
+        .target(name: "CLinux"),
 
         // MARK: - Libraries
         .target(
             name: "HTTPTransport",
-            dependencies: ["CCurl", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CCurl", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "FUSE",
@@ -50,7 +52,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "DriveFS",
-            dependencies: ["FUSE", "AliyunDrive", "HTTPTransport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FUSE", "AliyunDrive", "HTTPTransport", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "MountCommand",
@@ -84,7 +86,7 @@ let package = Package(
 
         .executableTarget(
             name: "adrivefs-bench",
-            dependencies: ["HTTPTransport", "FUSE"],
+            dependencies: ["HTTPTransport", "FUSE", "CLinux"],
             swiftSettings: strict),
 
         // MARK: - Tests

@@ -1,4 +1,5 @@
 import AliyunDrive
+internal import CLinux
 import Foundation
 import Glibc
 import HTTPTransport
@@ -29,6 +30,11 @@ final class StagedFile: Sendable {
         /// in the background, nor waited for at unmount, until the content changes.
         var refusedVersion: UInt64?
         var hash = HashProgress()
+        /// Blocks are reserved (fallocate, size unchanged) up to here, ahead of a writer
+        /// that extends the file: a page-cache write into reserved blocks costs ~40 % less
+        /// than one that must reserve its block itself. False once the filesystem refused.
+        var reserved: Int64 = 0
+        var reserves = true
     }
 
     /// The SHA-1 of the content, computed by a follower task that reads what was written
@@ -83,6 +89,7 @@ final class StagedFile: Sendable {
         return try state.withLock { state in
             let position = append ? state.size : offset
             if position < state.hash.claim { state.hash.valid = false }
+            reserve(&state, writingAt: position, count: data.count)
             var done = 0
             while done < data.count {
                 let count = pwrite(descriptor, data.baseAddress.map { $0 + done }, data.count - done, off_t(position + Int64(done)))
@@ -100,6 +107,22 @@ final class StagedFile: Sendable {
         }
     }
 
+    /// Reserves blocks ahead of a write that extends the file from where the reservation
+    /// ends: twice the written size, 1 MiB at least and 64 MiB at most ahead (a small file
+    /// reserves little; a write far past the end — a sparse file — reserves nothing).
+    private func reserve(_ state: inout State, writingAt position: Int64, count: Int) {
+        let end = position + Int64(count)
+        guard state.reserves, end > state.reserved, position <= state.reserved else { return }
+        let mib: Int64 = 1 << 20
+        let target = (end + min(64 * mib, max(mib, end)) + mib - 1) / mib * mib
+        if clinux_preallocate(descriptor, state.reserved, target - state.reserved) == 0 {
+            state.reserved = target
+        } else {
+            // Not supported here, or no room to reserve: plain writes (which report a full disk themselves).
+            state.reserves = false
+        }
+    }
+
     /// Sets the size (zero-filling growth), as `truncate` does.
     func truncate(to size: Int64, now: Double) throws {
         defer { wake() }
@@ -108,6 +131,8 @@ final class StagedFile: Sendable {
             guard ftruncate(descriptor, off_t(size)) == 0 else {
                 throw DriveFSError(errno: EIO, "staging truncate failed: \(String(cString: strerror(errno)))")
             }
+            // Shrinking frees the blocks past the new end, reserved ones included.
+            state.reserved = min(state.reserved, size)
             state.size = size
             state.version += 1
             state.modified = now
@@ -132,6 +157,7 @@ final class StagedFile: Sendable {
 
     /// Appends bytes fetched from the server while the file is being filled (no version change).
     func fill(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
+        state.withLock { reserve(&$0, writingAt: offset, count: bytes.count) }
         var done = 0
         while done < bytes.count {
             let written = pwrite(descriptor, bytes.baseAddress.map { $0 + done }, bytes.count - done, off_t(offset + Int64(done)))

@@ -1,3 +1,4 @@
+internal import CLinux
 import FUSE
 import Foundation
 import Glibc
@@ -10,7 +11,7 @@ import Glibc
 ///
 /// Mounted read-write it is the write-side ceiling: 1 MiB writes through a write-only
 /// descriptor (direct I/O, as adrivefs opens them) answered at once, or — with a `stage`
-/// descriptor — after a `pwrite` into a local file, which is what adrivefs's staging costs
+/// descriptor — after a `pwrite` into a local file with its blocks reserved, which is what adrivefs's staging costs
 /// before any upload can start.
 final class CeilingFS: WritableFileSystem {
     static let fileInode: InodeNumber = 2
@@ -97,6 +98,8 @@ final class CeilingFS: WritableFileSystem {
             let path = stagingDirectory + "/ceiling-stage-\(getpid())"
             let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw BenchError("cannot create \(path)") }
+            // Blocks reserved ahead, as adrivefs's staging files do (all at once here).
+            _ = clinux_preallocate(fd, 0, 1 << 30)
             (stage, stagePath) = (fd, path)
         }
         defer {

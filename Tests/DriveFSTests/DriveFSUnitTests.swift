@@ -232,6 +232,36 @@ class FakeDrive: DriveService, @unchecked Sendable {
         #expect(Self.threadNiceValues(named: HashWorker.threadName) == [10])
     }
 
+    /// Blocks are reserved ahead of a writer that extends the file (without changing its
+    /// size), never across a hole, and go with a truncate below them.
+    @Test func blocksAreReservedAheadOfAnExtendingWriter() throws {
+        let directory = NSTemporaryDirectory() + "staged-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        func onDisk(_ staged: StagedFile) -> (size: Int64, allocated: Int64) {
+            var info = stat()
+            _ = stat(staged.path, &info)
+            return (Int64(info.st_size), Int64(info.st_blocks) * 512)
+        }
+        let mib = 1 << 20
+        let piece = [UInt8](repeating: 7, count: mib)
+        let growing = try StagedFile(directory: directory, item: Self.item(), modified: 0)
+        defer { growing.remove() }
+        for index in 0..<3 { _ = try piece.withUnsafeBytes { try growing.write($0, at: Int64(index * mib), append: false, now: 0) } }
+        var disk = onDisk(growing)
+        #expect(disk.size == Int64(3 * mib))
+        #expect(disk.allocated >= Int64(6 * mib), "\(disk.allocated) bytes allocated")
+        try growing.truncate(to: Int64(mib), now: 0)
+        disk = onDisk(growing)
+        #expect(disk.size == Int64(mib) && disk.allocated <= Int64(mib + 64 << 10))
+
+        let sparse = try StagedFile(directory: directory, item: Self.item(), modified: 0)
+        defer { sparse.remove() }
+        _ = try piece.withUnsafeBytes { try sparse.write($0, at: Int64(1 << 30), append: false, now: 0) }
+        disk = onDisk(sparse)
+        #expect(disk.size == Int64(1 << 30) + Int64(mib))
+        #expect(disk.allocated <= Int64(2 * mib), "\(disk.allocated) bytes allocated for a 1 MiB write past a hole")
+    }
+
     /// The nice value of each of this process's threads with that name (/proc/self/task).
     static func threadNiceValues(named name: String) -> [Int] {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
