@@ -408,6 +408,7 @@ extension DriveFileSystem: WritableFileSystem {
             result = try await service.upload(
                 path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions, contentHash: source)
         } catch {
+            staged.releaseReservation()
             // It stays pending: now it must survive a system crash too. Synced content
             // whose hash is not known (the upload stopped before it was needed) is trusted
             // as it is, like content the follower gave up on.

@@ -235,6 +235,15 @@ final class StagedFile: Sendable {
         return nil
     }
 
+    /// Gives back the blocks reserved past the end: for content that stays staged (an
+    /// upload failed and waits for its retry).
+    func releaseReservation() {
+        state.withLock { state in
+            guard state.reserved > state.size, ftruncate(descriptor, off_t(state.size)) == 0 else { return }
+            state.reserved = state.size
+        }
+    }
+
     /// Makes the content durable (before it is journaled without a hash, or once an upload failed).
     func sync() { fsync(descriptor) }
 

@@ -250,6 +250,12 @@ class FakeDrive: DriveService, @unchecked Sendable {
         var disk = onDisk(growing)
         #expect(disk.size == Int64(3 * mib))
         #expect(disk.allocated >= Int64(6 * mib), "\(disk.allocated) bytes allocated")
+        // Content that stays staged gives the reservation back.
+        growing.releaseReservation()
+        disk = onDisk(growing)
+        #expect(disk.size == Int64(3 * mib) && disk.allocated <= Int64(3 * mib + 64 << 10), "\(disk.allocated) bytes allocated")
+        _ = try piece.withUnsafeBytes { try growing.write($0, at: Int64(3 * mib), append: false, now: 0) }
+        #expect(onDisk(growing).allocated >= Int64(8 * mib))
         try growing.truncate(to: Int64(mib), now: 0)
         disk = onDisk(growing)
         #expect(disk.size == Int64(mib) && disk.allocated <= Int64(mib + 64 << 10))
