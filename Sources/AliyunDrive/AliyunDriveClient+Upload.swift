@@ -167,8 +167,11 @@ extension AliyunDriveClient {
             do {
                 session = try await call("/adrive/v2/file/createWithFolders", body)
                 break
-            } catch let error as DriveError where error.code == "InvalidRapidProof" && attempt == 1 {
-                logger.info("rapid copy proof of \(name) refused (InvalidRapidProof); once more with the current token")
+            } catch let error as DriveError where error.code == "InvalidRapidProof" {
+                // Once more with the current token; a second refusal means the file's bytes
+                // are no longer the ones its listed hash names (changed elsewhere).
+                logger.info("rapid copy proof of \(name) refused (InvalidRapidProof)")
+                if attempt == 2 { return nil }
             }
         }
         guard let fileID = session["file_id"] as? String, let uploadID = session["upload_id"] as? String else {

@@ -25,9 +25,17 @@ extension DriveFileSystem {
         let path = displayPath(item)
         try await serialized(destination.inode) {
             // (The kernel holds the destination's inode lock: no write can come meanwhile.)
-            guard let copy = try await self.service.copyByHash(of: from.item, parentID: item.parentID, name: item.name) else {
+            let copied: UploadResult?
+            do {
+                copied = try await self.service.copyByHash(of: from.item, parentID: item.parentID, name: item.name)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                // (The kernel's own copy then meets the same service, and says so if it must.)
+                self.logger.info("rapid copy: \(path): \(DriveFSError(error).description); copying the bytes instead")
                 throw CopyNotSupported()
             }
+            guard let copy = copied else { throw CopyNotSupported() }
             var made = copy.item
             made.parentID = item.parentID
             made.name = item.name

@@ -146,6 +146,15 @@ import Testing
             unknown.contentHash = String(repeating: "1", count: 40)
             #expect(try await client.copyByHash(of: unknown, parentID: "root", name: "ghost.bin") == nil)
             #expect(try await client.list(folderID: "root").contains { $0.name == "ghost.bin" } == false)
+            // A listed hash the file no longer has (changed elsewhere) names content the drive
+            // knows, but the proof read from the file does not match it: refused, nil.
+            let otherPath = try Self.file(testBytes(3 << 20, seed: 22))
+            defer { unlink(otherPath) }
+            let other = try await client.upload(path: otherPath, parentID: "root", name: "other.bin").item
+            var stale = original
+            stale.contentHash = other.contentHash
+            #expect(try await client.copyByHash(of: stale, parentID: "root", name: "stale.bin") == nil)
+            #expect(try await client.list(folderID: "root").contains { $0.name == "stale.bin" } == false)
         }
     }
 
