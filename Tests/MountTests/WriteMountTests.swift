@@ -149,6 +149,10 @@ struct WriteMountTests {
             try m.shell("cp", local, m.path("Music/copy2.mp4"))
             let sent = try await m.drive.stats()["bytes_uploaded"] as? Int ?? 0
             #expect(sent - beforePlain == video.count)
+            // … and so does a copy within the mount: no copy by hash either.
+            try m.shell("cp", m.path("Music/copy.mp4"), m.path("Music/copy3.mp4"))
+            #expect(try await m.drive.stats()["bytes_uploaded"] as? Int ?? 0 == sent + video.count)
+            #expect(!m.daemonLog.contains("rapid copy:"))
         }
     }
 
