@@ -101,7 +101,8 @@ import Testing
                 try await drive.http.execute(HTTPRequest(url: url, timeouts: .init(stallTime: .seconds(2))))
             }
             #expect(error?.code == .stalled)
-            #expect(ContinuousClock.now - started < .seconds(8))
+            // Bounded (no hang); the margin is for a 2-core machine running the whole suite.
+            #expect(ContinuousClock.now - started < .seconds(20))
         }
     }
 
