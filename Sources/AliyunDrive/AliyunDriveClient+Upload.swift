@@ -61,6 +61,21 @@ extension AliyunDriveClient {
         return max(minimum, ((needed + (1 << 20) - 1) >> 20) << 20)
     }
 
+    /// How many parts `size` bytes are sent in (one at least: an empty file has one).
+    static func partCount(for size: Int64) -> Int {
+        let partSize = partSize(for: size)
+        return max(1, Int((size + partSize - 1) / partSize))
+    }
+
+    /// The create call's fields common to every way of making a file: a new entry beside
+    /// any same-named one (`check_name_mode: ignore`), its size and part list.
+    private func createBody(parentID: String, name: String, size: Int64) -> [String: any Sendable] {
+        [
+            "drive_id": driveID, "parent_file_id": parentID, "name": name, "type": "file", "check_name_mode": "ignore",
+            "size": size, "part_info_list": (1...Self.partCount(for: size)).map { ["part_number": $0] as [String: any Sendable] },
+        ]
+    }
+
     /// Uploads the file at `path` (which must not change meanwhile) as `name` in
     /// `parentID`. A same-named entry is left alone (`check_name_mode: ignore`): replacing
     /// it is the caller's business once this new file is complete.
@@ -101,11 +116,8 @@ extension AliyunDriveClient {
     ) async throws -> UploadResult {
         let size = file.size
         let partSize = Self.partSize(for: size)
-        let partCount = max(1, Int((size + partSize - 1) / partSize))
-        var body: [String: any Sendable] = [
-            "drive_id": driveID, "parent_file_id": parentID, "name": name, "type": "file", "check_name_mode": "ignore",
-            "size": size, "part_info_list": (1...partCount).map { ["part_number": $0] as [String: any Sendable] },
-        ]
+        let partCount = Self.partCount(for: size)
+        var body = createBody(parentID: parentID, name: name, size: size)
         var session: [String: Any]
         if options.rapid {
             if size > options.probeThreshold && !hashKnown {
@@ -151,12 +163,10 @@ extension AliyunDriveClient {
     /// (nothing is left behind then); the caller copies the bytes instead.
     public func copyByHash(of source: DriveItem, parentID: String, name: String) async throws -> UploadResult? {
         guard !source.isFolder, source.size > 0, let hash = source.contentHash?.uppercased(), hash.count == 40 else { return nil }
-        let partCount = max(1, Int((source.size + Self.partSize(for: source.size) - 1) / Self.partSize(for: source.size)))
-        var body: [String: any Sendable] = [
-            "drive_id": driveID, "parent_file_id": parentID, "name": name, "type": "file", "check_name_mode": "ignore",
-            "size": source.size, "part_info_list": (1...partCount).map { ["part_number": $0] as [String: any Sendable] },
-            "content_hash": hash, "content_hash_name": "sha1", "proof_version": "v1",
-        ]
+        var body = createBody(parentID: parentID, name: name, size: source.size)
+        body["content_hash"] = hash
+        body["content_hash_name"] = "sha1"
+        body["proof_version"] = "v1"
         var session: [String: Any] = [:]
         for attempt in 1...2 {
             // The proof depends on the token the call goes out with: fetched right before it.
