@@ -19,9 +19,15 @@ extension AliyunDriveClient {
 
     /// Renames in place; `AlreadyExist.File` (409) when the name is taken.
     public func rename(fileID: String, to name: String) async throws -> DriveItem {
-        let object = try await call("/v3/file/update", ["drive_id": driveID, "file_id": fileID, "name": name, "check_name_mode": "refuse"])
-        guard let item = DriveItem(json: object) else { throw DriveError(.protocolViolation, "malformed file object") }
-        return item
+        do {
+            let object = try await call("/v3/file/update", ["drive_id": driveID, "file_id": fileID, "name": name, "check_name_mode": "refuse"])
+            guard let item = DriveItem(json: object) else { throw DriveError(.protocolViolation, "malformed file object") }
+            return item
+        } catch let error as DriveError where error.kind == .unreachable {
+            // Every answer was lost: the rename may have happened all the same.
+            guard let item = try? await item(fileID: fileID), item.name == name else { throw error }
+            return item
+        }
     }
 
     /// Moves into another folder, optionally under a new name; refuses to overwrite.
@@ -30,7 +36,16 @@ extension AliyunDriveClient {
             "drive_id": driveID, "file_id": fileID, "to_drive_id": driveID, "to_parent_file_id": toParentID, "check_name_mode": "refuse",
         ]
         if let newName { body["new_name"] = newName }
-        let object = try await call("/v3/file/move", body)
+        let object: [String: Any]
+        do {
+            object = try await call("/v3/file/move", body)
+        } catch let error as DriveError where error.kind == .unreachable {
+            // Every answer was lost: the move may have happened all the same.
+            guard let item = try? await item(fileID: fileID), item.parentID == toParentID, newName.map({ item.name == $0 }) ?? true else {
+                throw error
+            }
+            return
+        }
         if object["exist"] as? Bool == true {
             throw DriveError(.service, "the target folder already has an entry of that name", status: 409, code: "AlreadyExist.File")
         }

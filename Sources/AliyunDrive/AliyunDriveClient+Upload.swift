@@ -140,7 +140,7 @@ extension AliyunDriveClient {
             throw DriveError(.protocolViolation, "create returned no upload session")
         }
         if session["rapid_upload"] as? Bool == true {
-            let item = try await complete(fileID: fileID, uploadID: uploadID)
+            let item = try await complete(fileID: fileID, uploadID: uploadID, name: name, size: size, hash: hash)
             try await verify(item, size: size, hash: try await hash())
             return UploadResult(item: item, rapid: true, bytesSent: 0)
         }
@@ -152,7 +152,7 @@ extension AliyunDriveClient {
             sent += try await putPart(
                 part, of: (fileID, uploadID, partCount), path: path, offset: offset, length: length, urls: &urls, options: options)
         }
-        let item = try await complete(fileID: fileID, uploadID: uploadID)
+        let item = try await complete(fileID: fileID, uploadID: uploadID, name: name, size: size, hash: hash)
         try await verify(item, size: size, hash: try await hash())
         return UploadResult(item: item, rapid: false, bytesSent: sent)
     }
@@ -192,7 +192,7 @@ extension AliyunDriveClient {
             try? await trash(fileID: fileID)
             return nil
         }
-        let item = try await complete(fileID: fileID, uploadID: uploadID)
+        let item = try await complete(fileID: fileID, uploadID: uploadID, name: name, size: source.size) { hash }
         try await verify(item, size: source.size, hash: hash)
         return UploadResult(item: item, rapid: true, bytesSent: 0)
     }
@@ -278,9 +278,26 @@ extension AliyunDriveClient {
         return urls
     }
 
-    private func complete(fileID: String, uploadID: String) async throws -> DriveItem {
-        let object = try await call("/v2/file/complete", ["drive_id": driveID, "file_id": fileID, "upload_id": uploadID])
-        guard let item = DriveItem(json: object) else { throw DriveError(.protocolViolation, "complete returned no file object") }
+    /// `complete`, and — when the service refuses it or its answer is lost — the file read
+    /// back: the call's effect is what counts. Servers differ after a rapid upload (some have
+    /// closed the session and answer 404 `NotFound.UploadId`; the file exists from the create
+    /// call on), and a `complete` whose answer was lost may be refused when sent again. The
+    /// upload succeeded if the drive lists the file with the expected size and SHA-1.
+    private func complete(
+        fileID: String, uploadID: String, name: String, size: Int64, hash: @Sendable () async throws -> String
+    ) async throws -> DriveItem {
+        let refusal: DriveError
+        do {
+            let object = try await call("/v2/file/complete", ["drive_id": driveID, "file_id": fileID, "upload_id": uploadID])
+            guard let item = DriveItem(json: object) else { throw DriveError(.protocolViolation, "complete returned no file object") }
+            return item
+        } catch let error as DriveError where error.kind == .service && (400..<500).contains(error.status) || error.kind == .unreachable {
+            refusal = error
+        }
+        guard let item = try? await item(fileID: fileID), !item.isFolder, item.size == size,
+            let stored = item.contentHash, stored.uppercased() == (try await hash()).uppercased()
+        else { throw refusal }
+        logger.info("complete of \(name) answered \(refusal.description); the drive holds the file with its size and SHA-1, so it is done")
         return item
     }
 

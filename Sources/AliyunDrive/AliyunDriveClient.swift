@@ -47,6 +47,7 @@ public final class AliyunDriveClient: Sendable {
     private let linkFlights = SingleFlight<String, DownloadLink>()
     private let itemFlights = SingleFlight<String, DriveItem>()
     private let driveIDs = Mutex<(selected: String, resource: String, backup: String)>(("", "", ""))
+    private let user = Mutex("")
 
     public init(configuration: Configuration, http: any HTTPClient, refreshToken: String, limiter: RateLimiter? = nil) {
         self.configuration = configuration
@@ -81,11 +82,19 @@ public final class AliyunDriveClient: Sendable {
         case .resource: selected = resource
         }
         guard !selected.isEmpty else { throw DriveError(.protocolViolation, "the account has no \(configuration.drive.rawValue) drive") }
+        guard let userID = user["user_id"] as? String, !userID.isEmpty else { throw DriveError(.protocolViolation, "/v2/user/get returned no user_id") }
         driveIDs.withLock { $0 = (selected, resource, backup) }
+        self.user.withLock { $0 = userID }
     }
 
     /// The drive being served.
     public var driveID: String { driveIDs.withLock { $0.selected } }
+
+    /// The account logged in (`user_id`), once `start()` returned.
+    public var userID: String { user.withLock { $0 } }
+
+    /// The API base URL every call goes to.
+    public var endpoint: String { configuration.endpoint }
 
     // MARK: - Metadata
 

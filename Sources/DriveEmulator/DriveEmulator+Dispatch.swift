@@ -28,11 +28,14 @@ extension DriveEmulator {
                     response = state.route(request)
                 }
             }
-            if case .file(_, _, let length) = response.body {
+            if misbehaviour == .dropResponse {
+                // The request took effect; its answer never arrives.
+                response.misbehaviour = .dropResponse
+            } else if case .file(_, _, let length) = response.body {
                 response.misbehaviour = misbehaviour
                 switch misbehaviour {
                 case .dropAfter(let limit)?, .stallAfter(let limit)?: state.stats.bytesDownloaded += min(limit, length)
-                case nil: state.stats.bytesDownloaded += length
+                case .dropResponse?, nil: state.stats.bytesDownloaded += length
                 }
             }
             state.log(request, status: response.status)
@@ -172,6 +175,10 @@ extension EmulatorState {
         if let include = body.bool("include_url") { lifetimes.includeURLInListings = include }
         if let strict = body.bool("strict_complete") { lifetimes.strictCompleteParts = strict }
         if let strict = body.bool("strict_signatures") { lifetimes.strictSignatures = strict }
+        if let kept = body.string("rapid_upload_sessions") {
+            guard kept == "kept" || kept == "closed" else { throw APIError.invalid("rapid_upload_sessions", "kept or closed") }
+            lifetimes.rapidUploadSessionsKept = kept == "kept"
+        }
         for key in persistent.accounts.keys {
             if let total = body.int("quota_total") { persistent.accounts[key]?.totalSize = total }
             if let limit = body.int("file_size_limit") { persistent.accounts[key]?.fileSizeLimit = limit }

@@ -132,6 +132,10 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
         headers.replaceOrAdd(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         let status = HTTPResponseStatus(statusCode: response.status)
         let channel = context.channel
+        if response.misbehaviour == .dropResponse {
+            channel.close(promise: nil)
+            return
+        }
 
         switch response.body {
         case .bytes(let bytes):
@@ -155,7 +159,7 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             var sendLength = length
             switch response.misbehaviour {
             case .dropAfter(let limit)?, .stallAfter(let limit)?: sendLength = min(length, max(0, limit))
-            case nil: break
+            case .dropResponse?, nil: break
             }
             let sent: EventLoopFuture<Void>
             if sendLength > 0 {
@@ -172,7 +176,7 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                 // Go silent; give up on the connection long after any sane client timeout.
                 let eventLoop = context.eventLoop
                 sent.whenComplete { _ in _ = eventLoop.scheduleTask(in: .seconds(120)) { channel.close(promise: nil) } }
-            case nil:
+            case .dropResponse?, nil:
                 let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
                 if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
             }

@@ -12,6 +12,9 @@ struct EmulatorResponse: Sendable {
         case dropAfter(Int64)
         /// Send this many body bytes, then go silent.
         case stallAfter(Int64)
+        /// Carry out the request, then close the connection without answering (a response
+        /// lost on the way back).
+        case dropResponse
     }
 
     var status: Int

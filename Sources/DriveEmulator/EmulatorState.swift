@@ -18,6 +18,10 @@ struct Lifetimes: Codable {
     /// Verify `x-signature` as ECDSA over SHA-256("appId:deviceId:userId:0") against the
     /// registered public key, instead of only checking its shape.
     var strictSignatures = false
+    /// Whether `complete` still finds the session of a rapid upload. Some servers close it
+    /// at once (the file exists from the create call on) and answer `complete` with 404
+    /// `NotFound.UploadId`; clients must not take that for a failed upload.
+    var rapidUploadSessionsKept = true
 }
 
 /// All mutable emulator state. Not thread-safe: `DriveEmulator` keeps it inside a Mutex and

@@ -18,6 +18,8 @@ struct FaultPlan {
             case dropAfter = "drop_after"
             /// Data plane: send `bytes` body bytes, then go silent.
             case stallAfter = "stall_after"
+            /// Carry the request out, then close the connection without an answer.
+            case dropResponse = "drop_response"
         }
 
         var path: String
@@ -90,6 +92,7 @@ struct FaultPlan {
         switch rule.kind {
         case .dropAfter: return .misbehave(.dropAfter(rule.bytes))
         case .stallAfter: return .misbehave(.stallAfter(rule.bytes))
+        case .dropResponse: return .misbehave(.dropResponse)
         case .badGateway: return .respond(.text(502, "Bad Gateway"))
         case .deviceOffline:
             return .respond(APIError(401, "UserDeviceOffline", "user device is offline, please login again").response)

@@ -18,14 +18,15 @@ public struct DriveFSConfiguration: Sendable {
     /// Smallest ranged GET for random reads.
     public var randomReadSize: Int
     public var readOnly: Bool
-    /// Where files being written are staged (`cache_dir`/staging).
-    public var stagingDirectory: String
+    /// Where this mount stages files being written and journals their uploads, bound to
+    /// its account, drive and endpoint (see `StateLayout`).
+    public var state: StateLayout
+    public var stagingDirectory: String { state.stagingDirectory }
+    public var journalDirectory: String { state.journalDirectory }
     /// Where downloaded chunks are kept on disk (`cache_dir`/chunks), and how many bytes at
     /// most (`disk_cache_size`; 0 keeps content in memory only).
     public var diskCacheDirectory: String
     public var diskCacheSize: Int
-    /// Where pending uploads are journaled (state directory/pending).
-    public var journalDirectory: String
     /// Where modification times set on this machine are kept (state directory/times); nil:
     /// in memory only.
     public var timesDirectory: String?
@@ -36,8 +37,8 @@ public struct DriveFSConfiguration: Sendable {
     public init(
         rootID: String = "root", uid: UInt32, gid: UInt32, umask: UInt32 = 0o022, directoryCacheTTL: Double = 60,
         cacheSize: Int = 48 << 20, readAhead: Int = 24 << 20, chunkSize: Int = 4 << 20, randomReadSize: Int = 64 << 10,
-        readOnly: Bool = false, stagingDirectory: String = "/tmp/adrivefs-staging",
-        diskCacheDirectory: String = "/tmp/adrivefs-chunks", diskCacheSize: Int = 0, journalDirectory: String = "/tmp/adrivefs-pending",
+        readOnly: Bool = false, state: StateLayout = StateLayout(journalRoot: "/tmp/adrivefs-pending", stagingRoot: "/tmp/adrivefs-staging", binding: nil),
+        diskCacheDirectory: String = "/tmp/adrivefs-chunks", diskCacheSize: Int = 0,
         timesDirectory: String? = nil, uploadOptions: UploadOptions = UploadOptions(), uploadRetryDelay: Double = 2
     ) {
         self.rootID = rootID
@@ -50,10 +51,9 @@ public struct DriveFSConfiguration: Sendable {
         self.chunkSize = chunkSize
         self.randomReadSize = randomReadSize
         self.readOnly = readOnly
-        self.stagingDirectory = stagingDirectory
+        self.state = state
         self.diskCacheDirectory = diskCacheDirectory
         self.diskCacheSize = diskCacheSize
-        self.journalDirectory = journalDirectory
         self.timesDirectory = timesDirectory
         self.uploadOptions = uploadOptions
         self.uploadRetryDelay = uploadRetryDelay

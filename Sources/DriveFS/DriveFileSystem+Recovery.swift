@@ -3,21 +3,120 @@ import Foundation
 import Glibc
 import Logging
 
-/// Finishing the uploads a crashed mount left in the journal.
+/// Finishing the uploads a crashed mount of the same account, drive and endpoint left in
+/// its journal (see `StateLayout` for the folders and `MountLock` for how a dead mount is
+/// told from a live one).
 extension DriveFileSystem {
-    /// Starts uploading, in the background, every journaled upload whose mount is gone,
-    /// and clears staging directories of dead mounts. Returns at once.
+    /// A dead mount's journal folder, claimed: its lock is held until its entries are done.
+    struct Orphan: Sendable {
+        let journal: UploadJournal
+        let lock: MountLock
+        let entries: [UploadJournal.Entry]
+    }
+
+    /// Looks at the pending uploads beside this mount's own: starts finishing, in the
+    /// background, those of dead mounts bound to this account, drive and endpoint; leaves
+    /// every other account's and drive's alone (and says so once); keeps entries from
+    /// before bindings aside without uploading them; and clears dead mounts' staging
+    /// folders of what no entry names. A read-only mount only reports. Returns at once.
     public func recoverPendingUploads() {
-        let entries = journal.entries().filter { $0.owner != getpid() && !Self.isAlive($0.owner) }
-        removeStaleStaging(keeping: Set(journal.entries().map(\.stagingPath)))
-        guard !entries.isEmpty else { return }
-        logger.info("finishing \(entries.count) upload(s) left by an earlier mount")
+        let layout = configuration.state
+        // Unbound state (a filesystem used without a mount) is never recovered by anyone.
+        guard let binding = layout.binding else { return }
+        reportOtherBindings(layout)
+        if configuration.readOnly {
+            let waiting = Self.journalFolders(layout).filter { !MountLock.isHeld($0 + "/" + StateLayout.journalLock) }
+                .reduce(0) { $0 + UploadJournal(directory: $1).entries().count }
+            let legacy = LegacyJournal(layout: layout).entries().count
+            if waiting + legacy > 0 {
+                logger.info("keeping \(waiting + legacy) pending upload(s) for a read-write mount (this mount is read-only and uploads nothing)")
+            }
+            return
+        }
+        LegacyJournal(layout: layout).keepAside(logger: logger)
+        var orphans: [Orphan] = []
+        for folder in Self.journalFolders(layout) {
+            guard case .acquired(let lock) = MountLock.acquire(folder + "/" + StateLayout.journalLock) else { continue }
+            let journal = UploadJournal(directory: folder)
+            var entries: [UploadJournal.Entry] = []
+            for entry in journal.entries() {
+                if entry.binding == binding {
+                    entries.append(entry)
+                } else {
+                    logger.warning("pending upload \(entry.displayPath) in \(folder) is bound to \(entry.binding?.description ?? "no account"), not to this mount's \(binding); left alone")
+                }
+            }
+            orphans.append(Orphan(journal: journal, lock: lock, entries: entries))
+        }
+        sweepStaleStaging(layout)
+        let count = orphans.reduce(0) { $0 + $1.entries.count }
+        if count > 0 { logger.info("finishing \(count) upload(s) left by an earlier mount of this drive") }
+        for orphan in orphans where orphan.entries.isEmpty { retire(orphan) }
+        let pending = orphans.filter { !$0.entries.isEmpty }
+        guard !pending.isEmpty else { return }
         Task {
-            for entry in entries { await recover(entry) }
+            for orphan in pending {
+                for entry in orphan.entries { await recover(entry, journal: orphan.journal) }
+                retire(orphan)
+            }
+            sweepStaleStaging(layout)
         }
     }
 
-    private func recover(_ entry: UploadJournal.Entry) async {
+    /// The journal folders of this binding's other mounts.
+    static func journalFolders(_ layout: StateLayout) -> [String] {
+        StateLayout.subfolders(of: layout.journalScope, excluding: [layout.mountID]).map { layout.journalScope + "/" + $0 }
+    }
+
+    /// One line about pending uploads that belong to other accounts, drives or endpoints.
+    private func reportOtherBindings(_ layout: StateLayout) {
+        var count = 0
+        var owners: [String] = []
+        for scope in StateLayout.subfolders(of: layout.journalRoot, excluding: [layout.scopeName, StateLayout.unbound]) {
+            let path = layout.journalRoot + "/" + scope
+            let entries = StateLayout.subfolders(of: path).flatMap { UploadJournal(directory: path + "/" + $0).entries() }
+            guard let first = entries.first else { continue }
+            count += entries.count
+            owners.append(first.binding?.description ?? scope)
+        }
+        guard count > 0 else { return }
+        logger.info("\(count) pending upload(s) belong to another account or drive (\(owners.joined(separator: "; "))); kept for its own next mount")
+    }
+
+    /// Removes a claimed journal folder once every entry in it is done.
+    private func retire(_ orphan: Orphan) {
+        guard orphan.journal.entries().isEmpty else { return }
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: orphan.journal.directory)) ?? [] where name.hasSuffix(".tmp") {
+            Glibc.unlink(orphan.journal.directory + "/" + name)
+        }
+        orphan.lock.unlinkFile()
+        Glibc.rmdir(orphan.journal.directory)
+    }
+
+    /// Staging folders of this binding's dead mounts hold unflushed writes (never journaled,
+    /// so not the user's to keep, as with a page cache) and the content of pending uploads:
+    /// the first go, the second stay until their upload is done. A folder is swept only
+    /// with its lock held, so a live mount's is never touched.
+    func sweepStaleStaging(_ layout: StateLayout) {
+        var referenced = Set<String>()
+        for folder in StateLayout.subfolders(of: layout.journalScope) {
+            for entry in UploadJournal(directory: layout.journalScope + "/" + folder).entries() { referenced.insert(entry.stagingPath) }
+        }
+        for name in StateLayout.subfolders(of: layout.stagingScope, excluding: [layout.mountID, StateLayout.lostAndFound]) {
+            let folder = layout.stagingScope + "/" + name
+            guard case .acquired(let lock) = MountLock.acquire(folder + "/" + StateLayout.stagingLock) else { continue }
+            var left = 0
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? [] where file != StateLayout.stagingLock {
+                if referenced.contains(folder + "/" + file) { left += 1 } else { Glibc.unlink(folder + "/" + file) }
+            }
+            if left == 0 {
+                lock.unlinkFile()
+                Glibc.rmdir(folder)
+            }
+        }
+    }
+
+    private func recover(_ entry: UploadJournal.Entry, journal: UploadJournal) async {
         guard FileManager.default.fileExists(atPath: entry.stagingPath) else {
             logger.warning("upload: \(entry.displayPath): staging file \(entry.stagingPath) is gone; nothing to finish")
             journal.remove(id: entry.id)
@@ -35,7 +134,7 @@ extension DriveFileSystem {
                 let problem = entry.contentHash == nil
                     ? "\(entry.displayPath): the system went down before the staged content was hashed, so it cannot be checked"
                     : "\(entry.displayPath): the staged content is not what was being uploaded when the system went down (part of it never reached the disk)"
-                if let kept = keepAside(entry) {
+                if let kept = Self.keepAside(entry, in: configuration.state.lostAndFound) {
                     logger.error("upload (recovered): \(problem); not uploaded, kept in \(kept)")
                     journal.remove(id: entry.id)
                 } else {
@@ -54,8 +153,6 @@ extension DriveFileSystem {
                 if let replaces = entry.replaces { try? await service.trash(fileID: replaces) }
                 journal.remove(id: entry.id)
                 Glibc.unlink(entry.stagingPath)
-                // The dead mount's staging directory goes with its last file.
-                Glibc.rmdir(URL(fileURLWithPath: entry.stagingPath).deletingLastPathComponent().path)
                 directories.invalidate(entry.parentID)
                 logger.info(
                     "\(result.rapid ? "rapid upload" : "upload") (recovered): \(entry.displayPath) (\(Self.formatSize(result.item.size))) — \(result.bytesSent) bytes sent")
@@ -66,6 +163,7 @@ extension DriveFileSystem {
                 journal.remove(id: entry.id)
                 return
             } catch {
+                if Task.isCancelled { return }
                 logger.warning("upload (recovered): \(entry.displayPath) failed: \(DriveFSError(error).description); retrying in \(Int(delay)) s")
                 try? await Task.sleep(for: .seconds(delay))
                 delay = min(60, delay * 2)
@@ -73,40 +171,20 @@ extension DriveFileSystem {
         }
     }
 
-    /// Moves a journaled staging file that must not be uploaded to `lost+found` beside the
-    /// staging directories (same filesystem; never cleaned up by a mount); returns where it
-    /// went, nil if it could not be moved.
-    private func keepAside(_ entry: UploadJournal.Entry) -> String? {
-        let staging = URL(fileURLWithPath: entry.stagingPath)
-        let folder = staging.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("lost+found").path
-        let target = folder + "/" + entry.name + "." + staging.lastPathComponent.prefix(8)
-        guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)) != nil,
+    /// Moves a journaled staging file that must not be uploaded into `folder` (same
+    /// filesystem; never cleaned up by a mount), with its journal entry beside it as
+    /// `NAME.ID.json` (where it was meant to go); returns where it went, nil if it could not.
+    static func keepAside(_ entry: UploadJournal.Entry, in folder: String) -> String? {
+        let target = folder + "/" + entry.name + "." + URL(fileURLWithPath: entry.stagingPath).lastPathComponent.prefix(8)
+        guard (try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])) != nil,
             Glibc.rename(entry.stagingPath, target) == 0
         else { return nil }
-        Glibc.rmdir(staging.deletingLastPathComponent().path)
+        if let data = try? JSONEncoder().encode(entry) {
+            _ = FileManager.default.createFile(atPath: target + ".json", contents: data, attributes: [.posixPermissions: 0o600])
+        }
         return target
     }
 
-    /// Staging directories are named by the owning process id: those of dead processes
-    /// hold only unflushed writes (never journaled), except files a journal entry names.
-    private func removeStaleStaging(keeping referenced: Set<String>) {
-        let own = URL(fileURLWithPath: configuration.stagingDirectory)
-        guard Int32(own.lastPathComponent) != nil else { return }
-        let root = own.deletingLastPathComponent().path
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
-            guard let pid = Int32(name), pid != getpid(), !Self.isAlive(pid) else { continue }
-            let directory = root + "/" + name
-            for file in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !referenced.contains(directory + "/" + file) {
-                Glibc.unlink(directory + "/" + file)
-            }
-            Glibc.rmdir(directory)
-        }
-    }
-
-    /// Removes this mount's staging directory if nothing is left in it (clean unmount).
-    public func removeStagingDirectory() {
-        Glibc.rmdir(configuration.stagingDirectory)
-    }
-
-    static func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+    /// Removes this mount's journal and staging folders if nothing is left in them (clean unmount).
+    public func removeStagingDirectory() { own.retire() }
 }

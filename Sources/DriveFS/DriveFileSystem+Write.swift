@@ -59,7 +59,7 @@ extension DriveFileSystem: WritableFileSystem {
         let item = DriveItem(
             fileID: Self.localPrefix + UUID().uuidString, parentID: folder.item.fileID, name: name, isFolder: false, size: 0,
             contentHash: nil, createdAt: current, updatedAt: current)
-        let staged = try StagedFile(directory: configuration.stagingDirectory, item: item, modified: current)
+        let staged = try StagedFile(directory: try own.staging(), item: item, modified: current)
         // A new file is uploaded even when it stays empty.
         staged.update { $0.version = 1 }
         // One lookup for the kernel's entry, one held by the staging file until it is dropped.
@@ -173,7 +173,7 @@ extension DriveFileSystem: WritableFileSystem {
         let item = record.item
         let staged: StagedFile
         do {
-            staged = try StagedFile(directory: configuration.stagingDirectory, item: item, modified: times.modified(for: item) ?? item.updatedAt)
+            staged = try StagedFile(directory: try own.staging(), item: item, modified: times.modified(for: item) ?? item.updatedAt)
         } catch {
             handles.withLock { $0.staging[record.inode] = nil }
             throw error
@@ -379,7 +379,7 @@ extension DriveFileSystem: WritableFileSystem {
         // synced first. An upload that fails syncs, and journals durably, below.
         var entry = UploadJournal.Entry(
             id: staged.id, stagingPath: staged.path, parentID: item.parentID, name: item.name, replaces: replaces, displayPath: path,
-            owner: getpid())
+            binding: configuration.state.binding)
         let source: ContentHashSource
         let latest = JournalEntryBox(entry)
         switch staged.hashStatus {
@@ -491,8 +491,13 @@ extension DriveFileSystem: WritableFileSystem {
         }
     }
 
+    /// The paths of files whose content the drive does not have yet, sorted.
+    public func pendingUploadPaths() -> [String] {
+        handles.withLock { $0.staged.values.filter(\.isDirty) }.map { displayPath($0.snapshot.item) }.sorted()
+    }
+
     /// Waits up to `timeout` seconds for every pending upload (at unmount) and returns the
-    /// paths of those still pending.
+    /// paths of those still pending; a cancelled caller gets them at once.
     public func drain(timeout: Double) async -> [String] {
         let deadline = ContinuousClock.now + .seconds(timeout)
         // Each file is tried again after a pause that doubles from 1 s to 8 s, not hammered.
@@ -504,7 +509,9 @@ extension DriveFileSystem: WritableFileSystem {
             if dirty.isEmpty { return [] }
             // Content the drive refused for good is not waited for.
             let waiting = dirty.filter { $0.staged.isRetryable }
-            if waiting.isEmpty || ContinuousClock.now >= deadline { return dirty.map { displayPath($0.staged.snapshot.item) }.sorted() }
+            if waiting.isEmpty || ContinuousClock.now >= deadline || Task.isCancelled {
+                return dirty.map { displayPath($0.staged.snapshot.item) }.sorted()
+            }
             let now = ContinuousClock.now
             for file in waiting where !file.busy && nextAttempt[file.inode].map({ now >= $0.at }) ?? true {
                 let pause = min((nextAttempt[file.inode]?.pause ?? .milliseconds(500)) * 2, .seconds(8))

@@ -55,6 +55,8 @@ public final class DriveFileSystem: FileSystem {
     let now: @Sendable () -> Double
     let logger = Logger(label: "adrivefs.vfs")
     let journal: UploadJournal
+    /// This mount's journal and staging folders, locked while it lives.
+    let own: MountDirectories
     let times: FileTimes
 
     /// Throws when the disk cache is on and its folder cannot be created.
@@ -76,7 +78,9 @@ public final class DriveFileSystem: FileSystem {
         } catch {
             throw DriveFSError(errno: EIO, "cannot use the disk cache \(configuration.diskCacheDirectory): \(error.localizedDescription)")
         }
-        journal = UploadJournal(directory: configuration.journalDirectory)
+        let own = MountDirectories(layout: configuration.state)
+        self.own = own
+        journal = UploadJournal(directory: configuration.journalDirectory) { _ = try own.journal() }
         times = FileTimes(directory: configuration.timesDirectory)
     }
 

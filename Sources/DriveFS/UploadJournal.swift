@@ -1,9 +1,10 @@
 import Foundation
 import Glibc
 
-/// Pending uploads, one small JSON file each in the journal directory (under the state
-/// directory), written durably before an upload starts and removed once the server has
-/// the content. A mount that finds entries (after a crash) finishes them.
+/// Pending uploads of one mount, one small JSON file each in the mount's journal folder
+/// (`StateLayout`), written before an upload starts and removed once the server has the
+/// content. A later mount of the same account, drive and endpoint that finds the folder
+/// unlocked (its mount is gone) finishes them; every entry records that binding too.
 ///
 /// The staging file an entry names is not necessarily on the disk yet: when the content's
 /// SHA-1 is known the upload starts without an `fsync` (the common case, an upload that
@@ -22,8 +23,11 @@ struct UploadJournal: Sendable {
         var replaces: String?
         /// The path on the mount, for logs.
         var displayPath: String
-        /// The process that wrote it: a live owner is another mount still at work.
-        var owner: Int32
+        /// The account, drive and endpoint the upload goes to. nil only in entries written
+        /// before bindings existed (legacy): those are never uploaded.
+        var binding: AccountBinding?
+        /// Legacy entries only: the process that wrote it.
+        var owner: Int32? = nil
         /// What the staging file held when the upload started, and — when it was not
         /// synced first — the boot (`/proc/sys/kernel/random/boot_id`) it was staged in.
         var size: Int64? = nil
@@ -43,12 +47,19 @@ struct UploadJournal: Sendable {
     }()
 
     let directory: String
+    /// Makes the folder ready (created and locked by its mount) before the first entry.
+    private let claim: (@Sendable () throws -> Void)?
+
+    init(directory: String, claim: (@Sendable () throws -> Void)? = nil) {
+        self.directory = directory
+        self.claim = claim
+    }
 
     /// Writes `entry` (replacing an earlier one of the same id). `durable`: synced to disk
     /// before this returns; an entry for unsynced content need not be, since a system crash
     /// would take that content with it and only a process crash has to be survived.
     func record(_ entry: Entry, durable: Bool) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if let claim { try claim() } else { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         let data = try JSONEncoder().encode(entry)
         let final = directory + "/" + entry.id + ".json"
         let temporary = final + ".tmp"

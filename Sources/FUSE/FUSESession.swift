@@ -82,13 +82,14 @@ public final class FUSESession: @unchecked Sendable {
     }
 
     /// Serves requests until the filesystem is unmounted or the session is told to exit,
-    /// then unmounts. SIGINT, SIGTERM and SIGHUP end the session: they are taken by a
-    /// dispatch source (whichever thread the kernel picks), which unmounts, so the
-    /// worker threads blocked on /dev/fuse wake up and the loop returns. Returns libfuse's
-    /// status (0 for a clean end).
+    /// then unmounts. With `handlingSignals`, SIGINT, SIGTERM and SIGHUP end the session:
+    /// they are taken by a dispatch source (whichever thread the kernel picks), which
+    /// unmounts, so the worker threads blocked on /dev/fuse wake up and the loop returns
+    /// (without, the caller takes the signals and calls `exit()` and `unmount()`). Returns
+    /// libfuse's status (0 for a clean end).
     @discardableResult
-    public func run(threads: UInt32 = 16) -> Int32 {
-        let sources = [SIGINT, SIGTERM, SIGHUP].map { number -> any DispatchSourceSignal in
+    public func run(threads: UInt32 = 16, handlingSignals: Bool = true) -> Int32 {
+        let sources = (handlingSignals ? [SIGINT, SIGTERM, SIGHUP] : []).map { number -> any DispatchSourceSignal in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { [self] in

@@ -5,6 +5,7 @@ import FUSE
 import Glibc
 import HTTPTransport
 import Logging
+import Synchronization
 
 /// Carries out a mount: token, login, checks, FUSE session, readiness, serve.
 public enum Mounter {
@@ -28,6 +29,8 @@ public enum Mounter {
     /// (nil error) or has failed (the error, one line).
     public static func run(_ request: MountRequest, ready: (String?) -> Void) -> Int32 {
         let logger = Logger(label: "adrivefs")
+        // Taken from the start: a signal during startup must not kill the process halfway.
+        let signals = StopSignals()
         let session: FUSESession
         let http: CurlHTTPClient
         let fileSystem: DriveFileSystem
@@ -43,9 +46,34 @@ public enum Mounter {
         let mountpoint = request.mountpoint
         DispatchQueue.global().async { FUSESession.raiseKernelReadahead(mountpoint: mountpoint, kilobytes: 2048) }
         fileSystem.recoverPendingUploads()
-        let status = session.run()
         let wait = request.options.uploadWait
-        if case .success(let pending) = blocking({ await fileSystem.drain(timeout: wait) }), !pending.isEmpty {
+        let drain = DrainHandle()
+        signals.handle(
+            .init(
+                unmount: {
+                    logger.info("signal received: unmounting")
+                    session.exit()
+                    session.unmount()
+                },
+                reportWaiting: {
+                    let pending = fileSystem.pendingUploadPaths()
+                    logger.info(
+                        "still waiting for \(pending.count) upload(s): \(pending.joined(separator: ", ")); send the signal again to stop waiting (they stay journaled for the next mount)")
+                },
+                endWait: {
+                    logger.info("signal received again: no longer waiting for uploads")
+                    drain.cancel()
+                }))
+        let status = session.run(handlingSignals: false)
+        let pendingAtUnmount = fileSystem.pendingUploadPaths()
+        if !pendingAtUnmount.isEmpty {
+            logger.info(
+                "unmounted; waiting up to \(Int(wait)) s for \(pendingAtUnmount.count) upload(s): \(pendingAtUnmount.joined(separator: ", ")) (SIGTERM or Ctrl-C twice stops waiting)")
+        }
+        if signals.beginDrain() { drain.cancel() }
+        let pending = blocking { await drain.run { await fileSystem.drain(timeout: wait) } }
+        signals.endDrain()
+        if case .success(let pending) = pending, !pending.isEmpty {
             logger.error("unmounting with \(pending.count) upload(s) still pending (kept for the next mount): \(pending.joined(separator: ", "))")
         } else {
             fileSystem.removeStagingDirectory()
@@ -69,13 +97,21 @@ public enum Mounter {
                 endpoint: options.endpoint, tokenFile: tokenFile, stateDirectory: stateDirectory,
                 drive: DriveKind(rawValue: options.drive) ?? .default),
             http: http, refreshToken: token)
+        let started: Result<Void, any Error> = blocking { try await client.start() }
+        if case .failure(let error) = started {
+            http.shutdown()
+            throw UsageError(describe(error, endpoint: options.endpoint, rootID: options.rootID))
+        }
+        // Staging files and the upload journal belong to this account, drive and endpoint.
+        let binding = AccountBinding(userID: client.userID, driveID: client.driveID, endpoint: client.endpoint)
+        let cacheRoot = options.cacheDirectory ?? cacheDirectory
         let configuration = DriveFSConfiguration(
             rootID: options.rootID, uid: options.uid ?? getuid(), gid: options.gid ?? getgid(), umask: options.umask,
             directoryCacheTTL: options.directoryCacheTTL, cacheSize: options.cacheSize, readAhead: options.readAhead,
             readOnly: options.readOnly,
-            stagingDirectory: (options.cacheDirectory ?? cacheDirectory) + "/staging/\(getpid())",
-            diskCacheDirectory: (options.cacheDirectory ?? cacheDirectory) + "/chunks", diskCacheSize: options.diskCacheSize,
-            journalDirectory: stateDirectory + "/pending", timesDirectory: stateDirectory + "/times",
+            state: StateLayout(journalRoot: stateDirectory + "/pending", stagingRoot: cacheRoot + "/staging", binding: binding),
+            diskCacheDirectory: cacheRoot + "/chunks", diskCacheSize: options.diskCacheSize,
+            timesDirectory: stateDirectory + "/times",
             uploadOptions: UploadOptions(rapid: options.rapidUpload, internalURLs: options.internalUpload))
         let fileSystem: DriveFileSystem
         do {
@@ -84,11 +120,8 @@ public enum Mounter {
             http.shutdown()
             throw UsageError("\(error)")
         }
-        let started: Result<Void, any Error> = blocking {
-            try await client.start()
-            try await fileSystem.validateRoot()
-        }
-        if case .failure(let error) = started {
+        let validated: Result<Void, any Error> = blocking { try await fileSystem.validateRoot() }
+        if case .failure(let error) = validated {
             http.shutdown()
             throw UsageError(describe(error, endpoint: options.endpoint, rootID: options.rootID))
         }
@@ -165,6 +198,28 @@ public enum Mounter {
         let path = tokenFile ?? defaultTokenFile
         try SecretFile.write(Array((token + "\n").utf8), to: path)
         FileHandle.standardError.write(Data("adrivefs: refresh token stored in \(path)\n".utf8))
+    }
+}
+
+/// The wait for uploads at unmount, which a signal may end before it has even started.
+private final class DrainHandle: Sendable {
+    private let state = Mutex((task: Task<[String], Never>?.none, cancelled: false))
+
+    func run(_ work: @escaping @Sendable () async -> [String]) async -> [String] {
+        let task = Task { await work() }
+        let cancelled = state.withLock { state in
+            state.task = task
+            return state.cancelled
+        }
+        if cancelled { task.cancel() }
+        return await task.value
+    }
+
+    func cancel() {
+        state.withLock { state in
+            state.cancelled = true
+            return state.task
+        }?.cancel()
     }
 }
 

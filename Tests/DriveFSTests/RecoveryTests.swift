@@ -39,40 +39,47 @@ final class UploadRecordingDrive: FakeDrive, @unchecked Sendable {
 /// Finishing the uploads a crashed mount journaled — including after a crash of the whole
 /// system, when a staging file that was never synced may hold something else.
 @Suite struct RecoveryTests {
-    /// A process id that cannot be alive (above any pid_max): the crashed mount.
-    static let deadOwner = Int32.max - 1
+    static let binding = AccountBinding(userID: "u1", driveID: "d1", endpoint: "http://127.0.0.1:1")
 
     struct Scene {
         let root: String
+        let layout: StateLayout
+        /// The crashed mount's journal and staging folders (nobody holds their locks).
+        let dead: StateLayout
         let journal: UploadJournal
         let stagingRoot: String
         let drive = UploadRecordingDrive()
 
-        init() {
+        init(binding: AccountBinding = RecoveryTests.binding) {
             root = NSTemporaryDirectory() + "recovery-\(UUID().uuidString)"
-            journal = UploadJournal(directory: root + "/state/pending")
             stagingRoot = root + "/cache/staging"
+            layout = StateLayout(journalRoot: root + "/state/pending", stagingRoot: stagingRoot, binding: binding)
+            dead = StateLayout(journalRoot: layout.journalRoot, stagingRoot: stagingRoot, binding: binding, mountID: "dead-mount")
+            journal = UploadJournal(directory: dead.journalDirectory)
         }
 
         /// A staging file of the dead mount holding `content`, journaled as uploading
         /// `journaledContent` (nil: no hash recorded — synced before the entry was written).
-        func leave(_ name: String, content: [UInt8], journaled journaledContent: [UInt8]?, boot: String?) throws {
-            let directory = stagingRoot + "/\(RecoveryTests.deadOwner)"
+        func leave(
+            _ name: String, content: [UInt8], journaled journaledContent: [UInt8]?, boot: String?, in state: StateLayout? = nil,
+            binding: AccountBinding?? = nil
+        ) throws {
+            let state = state ?? dead
+            let directory = state.stagingDirectory
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let id = UUID().uuidString
             try Data(content).write(to: URL(fileURLWithPath: directory + "/" + id))
-            try journal.record(
+            try UploadJournal(directory: state.journalDirectory).record(
                 .init(
                     id: id, stagingPath: directory + "/" + id, parentID: "root", name: name, replaces: nil, displayPath: name,
-                    owner: RecoveryTests.deadOwner, size: journaledContent.map { Int64($0.count) },
+                    binding: binding ?? state.binding, size: journaledContent.map { Int64($0.count) },
                     contentHash: journaledContent.map(RapidUpload.sha1Hex), unsyncedBoot: boot), durable: true)
         }
 
-        func mount() throws -> DriveFileSystem {
+        func mount(readOnly: Bool = false, layout: StateLayout? = nil) throws -> DriveFileSystem {
             try DriveFileSystem(
                 service: drive,
-                configuration: DriveFSConfiguration(
-                    uid: 1, gid: 1, stagingDirectory: stagingRoot + "/\(getpid())", journalDirectory: journal.directory, uploadRetryDelay: 0.05))
+                configuration: DriveFSConfiguration(uid: 1, gid: 1, readOnly: readOnly, state: layout ?? self.layout, uploadRetryDelay: 0.05))
         }
 
         /// Waits (bounded) until the journal is empty.
@@ -80,22 +87,24 @@ final class UploadRecordingDrive: FakeDrive, @unchecked Sendable {
             for _ in 0..<400 where !journal.entries().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(50))
         }
+
+        var lostAndFound: String { layout.lostAndFound }
     }
 
     @Test func theBootIDIsKnownAndAnEntryOfThisBootNeedsNoCheck() throws {
         let boot = try #require(UploadJournal.bootID)
         #expect(boot.count == 36)
         let entry = UploadJournal.Entry(
-            id: "x", stagingPath: "/nonexistent", parentID: "root", name: "x", replaces: nil, displayPath: "x", owner: 1, unsyncedBoot: boot)
+            id: "x", stagingPath: "/nonexistent", parentID: "root", name: "x", replaces: nil, displayPath: "x", binding: Self.binding, unsyncedBoot: boot)
         #expect(!entry.needsVerification)
-        #expect(UploadJournal.Entry(id: "x", stagingPath: "", parentID: "", name: "", replaces: nil, displayPath: "", owner: 1, unsyncedBoot: "other").needsVerification)
-        #expect(!UploadJournal.Entry(id: "x", stagingPath: "", parentID: "", name: "", replaces: nil, displayPath: "", owner: 1).needsVerification)
+        #expect(UploadJournal.Entry(id: "x", stagingPath: "", parentID: "", name: "", replaces: nil, displayPath: "", binding: Self.binding, unsyncedBoot: "other").needsVerification)
+        #expect(!UploadJournal.Entry(id: "x", stagingPath: "", parentID: "", name: "", replaces: nil, displayPath: "", binding: Self.binding).needsVerification)
     }
 
     @Test func anEntryWrittenBeforeHashesWereJournaledStillDecodes() throws {
         let old = #"{"id":"a","stagingPath":"/s/a","parentID":"root","name":"n","displayPath":"n","owner":7}"#
         let entry = try JSONDecoder().decode(UploadJournal.Entry.self, from: Data(old.utf8))
-        #expect(entry.owner == 7 && entry.contentHash == nil && entry.unsyncedBoot == nil && !entry.needsVerification)
+        #expect(entry.owner == 7 && entry.binding == nil && entry.contentHash == nil && entry.unsyncedBoot == nil && !entry.needsVerification)
     }
 
     @Test func afterASystemCrashOnlyContentMatchingTheJournalIsUploaded() async throws {
@@ -122,12 +131,14 @@ final class UploadRecordingDrive: FakeDrive, @unchecked Sendable {
         #expect(uploads.last?.claimedHash == nil)
         #expect(scene.journal.entries().isEmpty)
         // The torn content is not lost, and not passed off as the user's file either.
-        let kept = try FileManager.default.contentsOfDirectory(atPath: scene.stagingRoot + "/lost+found").sorted()
+        let kept = try FileManager.default.contentsOfDirectory(atPath: scene.lostAndFound).filter { !$0.hasSuffix(".json") }.sorted()
         #expect(kept.count == 2 && kept.first?.hasPrefix("torn.bin.") == true && kept.last?.hasPrefix("unhashed.bin.") == true)
-        let keptBytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: scene.stagingRoot + "/lost+found/" + (kept.first ?? ""))))
+        let keptBytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: scene.lostAndFound + "/" + (kept.first ?? ""))))
         #expect(keptBytes == torn)
         // Nothing else of the dead mount is left behind.
-        #expect(!FileManager.default.fileExists(atPath: scene.stagingRoot + "/\(Self.deadOwner)"))
+        try await eventuallyTrue { !FileManager.default.fileExists(atPath: scene.dead.stagingDirectory) }
+        #expect(!FileManager.default.fileExists(atPath: scene.dead.stagingDirectory))
+        #expect(!FileManager.default.fileExists(atPath: scene.dead.journalDirectory))
     }
 
     @Test func withinTheSameBootTheStagedContentIsUploadedAsItIs() async throws {
@@ -145,6 +156,11 @@ final class UploadRecordingDrive: FakeDrive, @unchecked Sendable {
         let uploads = scene.drive.uploads.withLock { $0 }
         #expect(uploads == [.init(name: "edited.bin", content: later, claimedHash: nil)])
         #expect(scene.journal.entries().isEmpty)
-        #expect(!FileManager.default.fileExists(atPath: scene.stagingRoot + "/lost+found"))
+        #expect(!FileManager.default.fileExists(atPath: scene.lostAndFound))
     }
+}
+
+/// Polls `condition` for up to 5 s.
+func eventuallyTrue(_ condition: () -> Bool) async throws {
+    for _ in 0..<100 where !condition() { try await Task.sleep(for: .milliseconds(50)) }
 }

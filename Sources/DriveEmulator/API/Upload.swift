@@ -104,9 +104,9 @@ extension EmulatorState {
                 let node = makeNode(.file, name: finalName, driveID: driveID, parentID: parentID, size: size, key: key)
                 let uploadID = Formats.randomHex(32, uppercase: true)
                 persistent.nodes[node.id]?.uploadID = uploadID
-                persistent.uploads[uploadID] = UploadSession(
+                if lifetimes.rapidUploadSessionsKept { persistent.uploads[uploadID] = UploadSession(
                     uploadID: uploadID, ossUploadID: Formats.randomHex(32, uppercase: true), fileID: node.id, driveID: driveID,
-                    userID: account.userID, partCount: 0, declaredSize: size, completed: true, createdAt: now)
+                    userID: account.userID, partCount: 0, declaredSize: size, completed: true, createdAt: now) }
                 stats.rapidUploads += 1
                 result["file_id"] = node.id
                 result["file_name"] = node.name
