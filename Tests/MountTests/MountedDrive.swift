@@ -29,7 +29,9 @@ final class MountedDrive: @unchecked Sendable {
     let drive: TestDrive
     let directory: URL
     let mountpoint: String
+    /// XDG_CONFIG_HOME and XDG_CACHE_HOME of the daemon (another mount's, when shared).
     let stateDirectory: String
+    let cacheDirectory: String
     let tokenFile: String
     let logFile: String
     private var process: Process?
@@ -39,12 +41,16 @@ final class MountedDrive: @unchecked Sendable {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("adrivefs").path
     }
 
-    init(seed: EmulatorSeed = .demo) async throws {
+    /// `sharingStateWith`: another mount's state and cache directories, as two accounts of
+    /// one person share `~/.config/adrivefs` and `~/.cache/adrivefs` (the token file is this
+    /// mount's own).
+    init(seed: EmulatorSeed = .demo, sharingStateWith other: MountedDrive? = nil) async throws {
         drive = try await TestDrive(seed: seed, login: true)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("adrivefs-mount-\(UUID().uuidString)")
         mountpoint = directory.appendingPathComponent("mnt").path
-        stateDirectory = directory.appendingPathComponent("state").path
-        tokenFile = directory.appendingPathComponent("state/adrivefs/refresh_token").path
+        stateDirectory = other?.stateDirectory ?? directory.appendingPathComponent("state").path
+        cacheDirectory = other?.cacheDirectory ?? directory.appendingPathComponent("cache").path
+        tokenFile = other == nil ? directory.appendingPathComponent("state/adrivefs/refresh_token").path : directory.appendingPathComponent("refresh_token").path
         logFile = directory.appendingPathComponent("daemon.log").path
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: stateDirectory + "/adrivefs", withIntermediateDirectories: true)
@@ -62,7 +68,7 @@ final class MountedDrive: @unchecked Sendable {
         process.arguments = ["adrive", mountpoint, "-f", "-o", (["endpoint=\(endpoint)", "token_file=\(tokenFile)"] + options).joined(separator: ",")]
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_CONFIG_HOME"] = stateDirectory
-        environment["XDG_CACHE_HOME"] = directory.appendingPathComponent("cache").path
+        environment["XDG_CACHE_HOME"] = cacheDirectory
         environment["ADRIVEFS_REFRESH_TOKEN"] = nil
         for (key, value) in extra { environment[key] = value }
         process.environment = environment
@@ -97,6 +103,25 @@ final class MountedDrive: @unchecked Sendable {
             process.waitUntilExit()
         }
         process = nil
+    }
+
+    /// The daemon process, while it runs.
+    var daemonPID: pid_t? { process.flatMap { $0.isRunning ? $0.processIdentifier : nil } }
+
+    /// Waits up to `seconds` for the daemon to exit; true when it has.
+    func waitForDaemonExit(_ seconds: Double) async -> Bool {
+        guard let process else { return true }
+        for _ in 0..<Int(seconds * 20) where process.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+        if process.isRunning { return false }
+        self.process = nil
+        return true
+    }
+
+    /// The journal entries (pending uploads) of every mount and account in the state directory.
+    func journalEntries() -> [String] {
+        let root = stateDirectory + "/adrivefs/pending"
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return [] }
+        return walker.compactMap { $0 as? String }.filter { $0.hasSuffix(".json") && !$0.hasSuffix("binding.json") }.map { root + "/" + $0 }
     }
 
     /// kill -9 of the daemon (a crash), then a lazy unmount of what it left.

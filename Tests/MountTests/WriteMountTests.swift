@@ -412,17 +412,16 @@ struct WriteMountTests {
             // Still there on the mount, with its new content.
             #expect(try m.shell("sha1sum", m.path("outage.bin")).hasPrefix(Self.sha1(bytes).lowercased()))
             // Journaled with what it holds, so a mount after even a system crash can check it.
-            let journal = m.stateDirectory + "/adrivefs/pending"
-            let entries = try FileManager.default.contentsOfDirectory(atPath: journal).filter { $0.hasSuffix(".json") }
+            let entries = m.journalEntries()
             #expect(entries.count == 1)
-            let entry = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: journal + "/" + (entries.first ?? "")))) as? [String: Any]
+            let entry = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: entries.first ?? ""))) as? [String: Any]
             #expect(entry?["contentHash"] as? String == Self.sha1(bytes))
             #expect(entry?["size"] as? Int == bytes.count)
             #expect((entry?["unsyncedBoot"] as? String)?.count == 36)
             try await m.drive.emulator.goOnline()
             let remote = try await eventually(60) { try await m.remoteFile("/outage.bin") }
             #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
-            #expect(try await eventually(10) { try FileManager.default.contentsOfDirectory(atPath: journal).isEmpty ? true : nil } == true)
+            #expect(try await eventually(10) { m.journalEntries().isEmpty ? true : nil } == true)
         }
     }
 
@@ -440,11 +439,10 @@ struct WriteMountTests {
             copy.executableURL = URL(fileURLWithPath: "/bin/cp")
             copy.arguments = [local, m.path("crash.bin")]
             try copy.run()
-            let journal = m.stateDirectory + "/adrivefs/pending"
-            for _ in 0..<200 where ((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).isEmpty {
+            for _ in 0..<200 where m.journalEntries().isEmpty {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).count == 1)
+            #expect(m.journalEntries().count == 1)
             await m.killDaemon()
             copy.waitUntilExit()
             let survivor = try await m.remoteFile("/crash.bin")
@@ -459,7 +457,7 @@ struct WriteMountTests {
             }
             #expect((remote?["content_hash"] as? String)?.uppercased() == Self.sha1(bytes))
             if remote == nil { Issue.record("the recovered upload did not finish in 60 s; daemon log of both mounts:\n\(m.daemonLog)") }
-            #expect(((try? FileManager.default.contentsOfDirectory(atPath: journal)) ?? []).isEmpty)
+            #expect(m.journalEntries().isEmpty)
             #expect(m.daemonLog.contains("(recovered): crash.bin"))
             // The old version went to the trash: one crash.bin.
             #expect(try await names(m, "root").filter { $0 == "crash.bin" }.count == 1)
