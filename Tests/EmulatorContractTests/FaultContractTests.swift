@@ -24,6 +24,21 @@ import Testing
         }
     }
 
+    @Test func aDroppedResponseTookEffectButNeverArrives() async throws {
+        try await withTestDrive { drive in
+            let folder = try await drive.mkdir("before")
+            // Two uses: libcurl sends a request again once when a reused connection closes.
+            try await drive.hook("faults", ["rules": [["path": "/v3/file/update", "kind": "drop_response", "count": 2]]])
+            await #expect(throws: (any Error).self) {
+                _ = try await drive.postRaw("/v3/file/update", ["drive_id": drive.driveID, "file_id": folder, "name": "after"])
+            }
+            let (status, item) = try await drive.post("/v2/file/get", ["drive_id": drive.driveID, "file_id": folder])
+            #expect(status == 200 && item["name"] as? String == "after")
+            // Used up: the next request is answered.
+            #expect(try await drive.post("/v3/file/update", ["drive_id": drive.driveID, "file_id": folder, "name": "again"]).0 == 200)
+        }
+    }
+
     @Test func probabilisticFaultsAreReproducible() async throws {
         try await withTestDrive { drive in
             func run() async throws -> [Int] {

@@ -115,6 +115,17 @@ import Testing
             let (fresh, session) = try await createFile(drive, "new.bin", size: 5000, extra: ["pre_hash": RapidUpload.sha1Hex(testBytes(1024, seed: 77))])
             #expect(fresh == 201)
             #expect(session["upload_id"] != nil)
+
+            // A server that closes a rapid upload's session at once: the file exists, and
+            // complete answers 404 NotFound.UploadId.
+            try await drive.hook("faults", ["rapid_upload_sessions": "closed"])
+            let (closedStatus, closed) = try await createFile(drive, "closed.bin", size: content.count, extra: full)
+            #expect(closedStatus == 201 && closed["rapid_upload"] as? Bool == true)
+            let closedID = try #require(closed["file_id"] as? String)
+            let (refused, error) = try await drive.post("/v2/file/complete", ["drive_id": drive.driveID, "file_id": closedID, "upload_id": closed["upload_id"] ?? ""])
+            #expect(refused == 404 && error["code"] as? String == "NotFound.UploadId")
+            let (found, item) = try await drive.post("/v2/file/get", ["drive_id": drive.driveID, "file_id": closedID])
+            #expect(found == 200 && item["content_hash"] as? String == RapidUpload.sha1Hex(content))
         }
     }
 
