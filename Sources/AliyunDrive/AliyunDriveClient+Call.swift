@@ -7,7 +7,8 @@ extension AliyunDriveClient {
     static let deviceErrorCodes: Set = ["UserDeviceIllegality", "DeviceSessionSignatureInvalid", "UserDeviceOffline"]
 
     /// POSTs a JSON body to an authenticated endpoint and returns the decoded object.
-    func call(_ path: String, _ body: [String: any Sendable]) async throws -> [String: Any] {
+    /// `extraHeaders` go with it (a share's `x-share-token` for calls on a share).
+    func call(_ path: String, _ body: [String: any Sendable], extraHeaders: HTTPHeaders = [:]) async throws -> [String: Any] {
         let payload = try Self.encode(body)
         var attempt = 0
         var refreshed = false
@@ -28,6 +29,7 @@ extension AliyunDriveClient {
                 headers["x-device-id"] = device.deviceID
                 headers["x-signature"] = device.signature(userID: access.userID)
             }
+            for (name, value) in extraHeaders { headers[name] = value }
             let request = HTTPRequest(
                 method: "POST", url: configuration.endpoint + path, headers: headers, body: .bytes(payload),
                 timeouts: .init(connect: .seconds(10), stallTime: configuration.stallTimeout))

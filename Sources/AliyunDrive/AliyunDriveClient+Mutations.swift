@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTransport
 
 /// Folders, rename, move and trash (aliyun-api.md §7).
 extension AliyunDriveClient {
@@ -62,12 +63,35 @@ extension AliyunDriveClient {
         }
     }
 
+    /// Deletes for good (not to the recycle bin, where it would still count against the
+    /// quota). Already gone counts as done.
+    public func deletePermanently(fileID: String) async throws {
+        do {
+            let object = try await call("/v3/file/delete", ["drive_id": driveID, "file_id": fileID])
+            try await waitForTask(object["async_task_id"] as? String)
+        } catch let error as DriveError where error.isNotFound {
+            return
+        }
+    }
+
+    /// The folder `name` in `parentID`: the existing one, or a new one.
+    public func ensureFolder(parentID: String, name: String) async throws -> String {
+        let object = try await call(
+            "/adrive/v2/file/createWithFolders",
+            ["drive_id": driveID, "parent_file_id": parentID, "name": name, "type": "folder", "check_name_mode": "refuse"])
+        guard let fileID = object["file_id"] as? String, !fileID.isEmpty else { throw DriveError(.protocolViolation, "create returned no file_id") }
+        if object["exist"] as? Bool == true, object["type"] as? String == "file" {
+            throw DriveError(.service, "\(name) exists and is not a folder", status: 409, code: "AlreadyExist.File")
+        }
+        return fileID
+    }
+
     /// Polls an asynchronous task (folders) until it leaves `Running`.
-    func waitForTask(_ taskID: String?) async throws {
+    func waitForTask(_ taskID: String?, extraHeaders: HTTPHeaders = [:]) async throws {
         guard let taskID, !taskID.isEmpty else { return }
         var delay = Duration.milliseconds(100)
         while true {
-            let status = try await call("/v2/async_task/get", ["async_task_id": taskID])
+            let status = try await call("/v2/async_task/get", ["async_task_id": taskID], extraHeaders: extraHeaders)
             let state = status["state"] as? String ?? status["status"] as? String ?? ""
             if state == "Succeed" || state == "Success" { return }
             if state != "Running" && state != "PartialSucceed" {

@@ -180,13 +180,24 @@ public final class AliyunDriveClient: Sendable {
     public func read(
         fileID: String, offset: Int64, length: Int, into sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void
     ) async throws {
+        try await read(
+            offset: offset, length: length, into: sink, label: fileID, link: { try await self.downloadLink(fileID: fileID) },
+            forget: { self.forgetLink(fileID: fileID) })
+    }
+
+    /// The ranged read behind `read(fileID:…)`, on whatever download link `link` hands out
+    /// (`forget` drops it after a 403, so the next `link` is fresh).
+    func read(
+        offset: Int64, length: Int, into sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void, label fileID: String,
+        link: @Sendable () async throws -> DownloadLink, forget: @Sendable () -> Void
+    ) async throws {
         guard length > 0 else { return }
         let progress = RangeProgress(length: length, sink: sink)
         var renewed = false
         var attempt = 0
         while progress.delivered < length {
             attempt += 1
-            let link = try await downloadLink(fileID: fileID)
+            let link = try await link()
             let start = offset + Int64(progress.delivered)
             var request = HTTPRequest(url: link.url, timeouts: .init(connect: .seconds(10), stallTime: configuration.stallTimeout))
             request.setRange(start...(offset + Int64(length) - 1))
@@ -214,7 +225,7 @@ public final class AliyunDriveClient: Sendable {
             case 403 where !renewed:
                 // Expired (or otherwise refused) URL: renew once and retry the same range.
                 renewed = true
-                forgetLink(fileID: fileID)
+                forget()
                 logger.debug("download URL refused (\(Self.ossCode(response))); renewing")
             case 429 where attempt < configuration.maxAttempts, 500...599 where attempt < configuration.maxAttempts:
                 try await backoff(attempt: attempt, retryAfter: Self.retryAfter(response))

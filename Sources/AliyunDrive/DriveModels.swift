@@ -12,6 +12,8 @@ public struct DriveItem: Sendable, Equatable {
     /// Seconds since the epoch.
     public var createdAt: Double
     public var updatedAt: Double
+    /// Blocked by the service (a shared file with `punish_flag` set): listed, not readable.
+    public var blocked = false
 
     public init(fileID: String, parentID: String, name: String, isFolder: Bool, size: Int64, contentHash: String?, createdAt: Double, updatedAt: Double) {
         self.fileID = fileID
@@ -34,6 +36,7 @@ public struct DriveItem: Sendable, Equatable {
         contentHash = (json["content_hash"] as? String).flatMap { $0.isEmpty ? nil : $0.uppercased() }
         createdAt = parseISO8601(json["created_at"] as? String)
         updatedAt = parseISO8601(json["updated_at"] as? String ?? json["created_at"] as? String)
+        blocked = ((json["punish_flag"] as? NSNumber)?.intValue ?? 0) != 0
     }
 }
 

@@ -2,10 +2,12 @@ import Synchronization
 
 /// Concurrent identical requests share one call: the first caller's task does the work,
 /// the others await it (each can be cancelled on its own). Nothing is cached once it finishes (callers cache what they want).
-final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+public final class SingleFlight<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     private let running = Mutex<[Key: Task<Value, any Error>]>([:])
 
-    func run(_ key: Key, _ work: @escaping @Sendable () async throws -> Value) async throws -> Value {
+    public init() {}
+
+    public func run(_ key: Key, _ work: @escaping @Sendable () async throws -> Value) async throws -> Value {
         let task: Task<Value, any Error> = running.withLock { running in
             if let existing = running[key] { return existing }
             let task = Task {

@@ -171,7 +171,18 @@ extension EmulatorState {
         if let seconds = body.int("upload_url_ttl") { lifetimes.uploadURLSeconds = seconds }
         if let seconds = body.int("share_token_ttl") { lifetimes.shareTokenSeconds = seconds }
         if let seconds = body.int("qr_ttl") { lifetimes.qrSeconds = seconds }
-        if let enabled = body.bool("share_download_url") { lifetimes.shareDownloadURLEnabled = enabled }
+        if let name = body["share_download_url"] as? String {
+            guard let mode = ShareDownloadURLMode(rawValue: name) else {
+                throw APIError.invalid("share_download_url", "param_flow, gone, disabled or ok")
+            }
+            lifetimes.shareDownloadURL = mode
+        } else if let enabled = body.bool("share_download_url") {
+            lifetimes.shareDownloadURL = enabled ? .ok : .disabled
+        }
+        if let id = body.string("punish_file") {
+            guard persistent.nodes[id] != nil else { throw APIError.notFound() }
+            persistent.nodes[id]?.punished = true
+        }
         if let include = body.bool("include_url") { lifetimes.includeURLInListings = include }
         if let strict = body.bool("strict_complete") { lifetimes.strictCompleteParts = strict }
         if let strict = body.bool("strict_signatures") { lifetimes.strictSignatures = strict }

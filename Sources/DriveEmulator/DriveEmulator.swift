@@ -147,6 +147,14 @@ public final class DriveEmulator: Sendable {
     /// The current refresh token of the seeded account's first login.
     public var refreshToken: String { state.withLock { $0.primaryRefreshToken ?? "" } }
 
+    /// The share links (id, password — empty for none — and name), oldest first.
+    public var shares: [(id: String, password: String, name: String)] {
+        state.withLock { state in
+            state.persistent.shares.values.filter { !$0.cancelled }.sorted { $0.createdAt < $1.createdAt || ($0.createdAt == $1.createdAt && $0.name < $1.name) }
+                .map { ($0.shareID, $0.password, $0.name) }
+        }
+    }
+
     /// Stops listening, saves state, and removes a temporary data directory.
     public func stop() async {
         let runtime = runtime.withLock { value in

@@ -2,6 +2,12 @@ import Crypto
 import Foundation
 
 /// Lifetimes and switches of the emulated service. Faults may change them at run time.
+/// The legacy share link's answers: `param_flow` (429 `ParamFlowException` on every call, as
+/// since 2024), `gone` (HTTP 410), `disabled` (400 `FeatureTemporaryDisabled`), `ok`.
+enum ShareDownloadURLMode: String, Codable {
+    case paramFlow = "param_flow", gone, disabled, ok
+}
+
 struct Lifetimes: Codable {
     var accessTokenSeconds: Int64 = 7200
     var refreshTokenSeconds: Int64 = 30 * 86_400
@@ -12,7 +18,9 @@ struct Lifetimes: Codable {
     var uploadURLSeconds: Int64 = 3600
     var shareTokenSeconds: Int64 = 7200
     var qrSeconds: Int64 = 180
-    var shareDownloadURLEnabled = true
+    /// How `get_share_link_download_url` answers (aliyun-api.md §10.5): as today's service
+    /// by default.
+    var shareDownloadURL = ShareDownloadURLMode.paramFlow
     var includeURLInListings = false
     var strictCompleteParts = true
     /// Verify `x-signature` as ECDSA over SHA-256("appId:deviceId:userId:0") against the
@@ -273,7 +281,7 @@ final class EmulatorState {
             "created_at": Formats.iso8601(milliseconds: node.createdAt),
             "updated_at": Formats.iso8601(milliseconds: node.updatedAt),
             "hidden": false, "starred": node.starred, "status": node.available ? "available" : "uploading",
-            "encrypt_mode": "none", "revision_id": "", "user_meta": "{}", "punish_flag": 0, "trashed": node.trashed,
+            "encrypt_mode": "none", "revision_id": "", "user_meta": "{}", "punish_flag": node.punished == true ? 2 : 0, "trashed": node.trashed,
         ]
         if let shareID { object["share_id"] = shareID }
         if node.kind == .file {
@@ -382,12 +390,17 @@ struct Stats {
     var connections = 0
     var refreshes = 0
     var rapidUploads = 0
+    /// Files and folders copied out of shares (save from share, copy-mode reads).
+    var shareCopies = 0
+    /// Permanent deletions (`/v3/file/delete`, `/file/delete`).
+    var deletions = 0
 
     var json: JSONObject {
         [
             "requests": requests, "bytes_downloaded": bytesDownloaded, "bytes_uploaded": bytesUploaded,
             "bytes_uploaded_internal": bytesUploadedInternal, "connections": connections, "refreshes": refreshes,
-            "rapid_uploads": rapidUploads, "total_requests": requests.values.reduce(0, +),
+            "rapid_uploads": rapidUploads, "total_requests": requests.values.reduce(0, +), "share_copies": shareCopies,
+            "deletions": deletions,
         ]
     }
 }

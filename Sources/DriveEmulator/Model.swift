@@ -20,6 +20,8 @@ struct Node: Codable {
     var uploadID: String?
     var starred: Bool = false
     var description: String = ""
+    /// Blocked by the service (违规): listed with `punish_flag`, not copied or served.
+    var punished: Bool?
 }
 
 /// Content identity for rapid upload: (SHA-1, size).

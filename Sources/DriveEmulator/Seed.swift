@@ -57,6 +57,11 @@ extension EmulatorState {
             shareID: Formats.randomBase62(11), userID: account.userID, driveID: drive, fileIDs: [pictures], password: "demo",
             name: "Pictures", createdAt: now)
         persistent.shares[share.shareID] = share
+        // A public one (no password), with the video in it.
+        let open = Share(
+            shareID: Formats.randomBase62(11), userID: account.userID, driveID: drive, fileIDs: [videos, documents], password: "",
+            name: "Videos and documents", createdAt: now)
+        persistent.shares[open.shareID] = open
 
         guard seed == .bench else { return }
         let bench = folder("bench")

@@ -64,6 +64,9 @@ struct EmulatorCommand: AsyncParsableCommand {
         say("internal upload endpoint on \(emulator.internalBaseURL)")
         say("data directory: \(emulator.dataDirectory)")
         say("refresh token: \(emulator.refreshToken)")
+        for share in emulator.shares {
+            say("share: share:\(share.id) (\(share.name)), \(share.password.isEmpty ? "no password" : "password \(share.password)")")
+        }
 
         let (signals, continuation) = AsyncStream<Int32>.makeStream()
         let sources = [SIGINT, SIGTERM].map { signalNumber in

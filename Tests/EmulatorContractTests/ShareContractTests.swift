@@ -97,6 +97,12 @@ import Testing
             let (shareID, _, file) = try await makeShare(drive)
             let token = try #require(try await shareToken(drive, shareID, "abcd").1["share_token"] as? String)
             let headers = ["x-share-token": token]
+            // As today's service: ParamFlowException on every call by default; also 410.
+            let (limited, limitedBody) = try await drive.post("/v2/file/get_share_link_download_url", ["share_id": shareID, "file_id": file, "expire_sec": 600], device: false, headers: headers)
+            #expect(limited == 429 && limitedBody["code"] as? String == "ParamFlowException")
+            try await drive.hook("faults", ["share_download_url": "gone"])
+            #expect(try await drive.post("/v2/file/get_share_link_download_url", ["share_id": shareID, "file_id": file], device: false, headers: headers).0 == 410)
+            try await drive.hook("faults", ["share_download_url": "ok"])
             let (tooLong, tooLongBody) = try await drive.post("/v2/file/get_share_link_download_url", ["share_id": shareID, "file_id": file, "expire_sec": 601], device: false, headers: headers)
             #expect(tooLong == 400)
             #expect(tooLongBody["code"] as? String == "InvalidParameter.ExpireSec")
@@ -130,6 +136,22 @@ import Testing
             #expect(response["status"] as? Int == 201)
             let copied = try #require((response["body"] as? JSON)?["file_id"] as? String)
             #expect(try await drive.get(try await drive.downloadURL(copied)).text == "shared content")
+            #expect(try await drive.stats()["share_copies"] as? Int == 1)
+            // A blocked file is listed with punish_flag and cannot be copied.
+            try await drive.hook("faults", ["punish_file": file])
+            let (_, listing) = try await drive.post("/adrive/v3/file/list", ["share_id": shareID, "parent_file_id": "root"], auth: false, headers: ["x-share-token": token])
+            #expect(listing["items"] != nil)
+            let (_, refused) = try await drive.post("/adrive/v4/batch", ["resource": "file", "requests": [[
+                "id": "0", "method": "POST", "url": "/file/copy",
+                "body": ["share_id": shareID, "file_id": file, "to_drive_id": drive.driveID, "to_parent_file_id": target, "auto_rename": true],
+            ]]], device: false, headers: ["x-share-token": token])
+            let item = try #require((refused["responses"] as? [JSON])?.first)
+            #expect(item["status"] as? Int == 403 && (item["body"] as? JSON)?["code"] as? String == "ForbiddenNoPermission.File")
+            let (_, blocked) = try await drive.post("/adrive/v2/file/get_by_share", ["share_id": shareID, "file_id": file], auth: false, headers: ["x-share-token": token])
+            #expect(blocked["punish_flag"] as? Int == 2)
+            // Permanent deletion is counted.
+            #expect(try await drive.post("/v3/file/delete", ["drive_id": drive.driveID, "file_id": copied]).0 == 204)
+            #expect(try await drive.stats()["deletions"] as? Int == 1)
         }
     }
 }

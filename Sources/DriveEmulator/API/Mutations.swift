@@ -162,6 +162,8 @@ extension EmulatorState {
             let share = try authenticateShare(request, shareID: shareID)
             guard let fileID = body.string("file_id") else { throw APIError.invalid("file_id") }
             source = try sharedNode(fileID, in: share)
+            if source.punished == true { throw APIError(403, "ForbiddenNoPermission.File", "The file is blocked and cannot be saved.") }
+            stats.shareCopies += 1
         } else {
             source = try ownedNode(caller, body)
         }
@@ -248,6 +250,7 @@ extension EmulatorState {
             let fileID = body.string("file_id"), let node = persistent.nodes[fileID], node.driveID == driveID
         else { throw APIError.notFound() }
         removeTree(fileID)
+        stats.deletions += 1
         if node.kind == .folder {
             return (202, ["domain_id": "bj29", "drive_id": driveID, "file_id": fileID, "async_task_id": newTask()])
         }

@@ -116,8 +116,11 @@ extension EmulatorState {
         _ = try authenticate(request, device: false)
         guard let shareID = body.string("share_id") else { throw APIError.invalid("share_id") }
         let share = try authenticateShare(request, shareID: shareID)
-        guard lifetimes.shareDownloadURLEnabled else {
-            throw APIError(400, "FeatureTemporaryDisabled", "The feature is temporarily disabled.")
+        switch lifetimes.shareDownloadURL {
+        case .paramFlow: throw APIError(429, "ParamFlowException", "127.0.0.1")
+        case .gone: throw APIError(410, "Gone", "")
+        case .disabled: throw APIError(400, "FeatureTemporaryDisabled", "The feature is temporarily disabled.")
+        case .ok: break
         }
         let seconds = body.int("expire_sec") ?? 600
         guard seconds <= 600 else {
@@ -128,6 +131,7 @@ extension EmulatorState {
         guard node.kind == .file else {
             throw APIError(400, "InvalidResource.FileTypeFolder", "The resource is a folder. file type is folder")
         }
+        if node.punished == true { throw APIError(403, "ForbiddenNoPermission.File", "The file is blocked.") }
         let expiresAt = nowSeconds + max(1, seconds)
         let redirectID = Formats.randomHex(40)
         redirects[redirectID] = (node.id, expiresAt)
