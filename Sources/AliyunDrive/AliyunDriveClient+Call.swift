@@ -8,7 +8,9 @@ extension AliyunDriveClient {
 
     /// POSTs a JSON body to an authenticated endpoint and returns the decoded object.
     /// `extraHeaders` go with it (a share's `x-share-token` for calls on a share).
-    func call(_ path: String, _ body: [String: any Sendable], extraHeaders: HTTPHeaders = [:]) async throws -> [String: Any] {
+    /// `attempts`: tries for throttling, 5xx and connection errors (default: the configured).
+    func call(_ path: String, _ body: [String: any Sendable], extraHeaders: HTTPHeaders = [:], attempts: Int? = nil) async throws -> [String: Any] {
+        let maxAttempts = attempts ?? configuration.maxAttempts
         let payload = try Self.encode(body)
         var attempt = 0
         var refreshed = false
@@ -38,7 +40,7 @@ extension AliyunDriveClient {
                 response = try await http.execute(request)
             } catch let error as HTTPTransportError {
                 if error.isCancelled { throw DriveError(.cancelled, "\(path) cancelled") }
-                guard attempt < configuration.maxAttempts else {
+                guard attempt < maxAttempts else {
                     throw DriveError(.unreachable, "\(configuration.endpoint) unreachable: \(error.message)")
                 }
                 logger.debug("\(path): \(error.code); retrying")
@@ -58,7 +60,7 @@ extension AliyunDriveClient {
                 await tokens.invalidateSession()
                 continue
             }
-            if (response.status == 429 || response.status >= 500 || error.code == "ParamFlowException"), attempt < configuration.maxAttempts {
+            if (response.status == 429 || response.status >= 500 || error.code == "ParamFlowException"), attempt < maxAttempts {
                 try await backoff(attempt: attempt, retryAfter: Self.retryAfter(response))
                 continue
             }

@@ -129,11 +129,12 @@ public final class ShareClient: Sendable {
     // MARK: - Content (needs the user's login)
 
     /// The legacy direct link of a shared file (`get_share_link_download_url`, ≤ 600 s).
-    /// The service has refused it since 2024; callers probe it once per mount.
-    public func legacyLink(fileID: String) async throws -> DownloadLink {
+    /// The service has refused it since 2024; callers probe it once per mount (`attempts`
+    /// bounds the tries through `ParamFlowException`).
+    public func legacyLink(fileID: String, attempts: Int? = nil) async throws -> DownloadLink {
         let owner = try requireOwner()
         let drive = sharerDrive.withLock { $0 }
-        let object = try await authenticated(owner, "/v2/file/get_share_link_download_url") { _ in
+        let object = try await authenticated(owner, "/v2/file/get_share_link_download_url", attempts: attempts) { _ in
             ["drive_id": drive, "file_id": fileID, "share_id": self.shareID, "expire_sec": 600]
         }
         guard let url = (object["url"] as? String).flatMap({ $0.isEmpty ? nil : $0 }) ?? object["download_url"] as? String, !url.isEmpty else {
@@ -200,14 +201,14 @@ public final class ShareClient: Sendable {
     /// A call with the user's login and the share token; renews a stale token once.
     /// `check` looks inside a 200 answer for errors (batch sub-responses).
     private func authenticated(
-        _ owner: AliyunDriveClient, _ path: String, body: (String) -> [String: any Sendable],
+        _ owner: AliyunDriveClient, _ path: String, attempts: Int? = nil, body: (String) -> [String: any Sendable],
         check: ([String: Any]) throws -> Void = { _ in }
     ) async throws -> [String: Any] {
         var renewed = false
         while true {
             let current = try await currentToken()
             do {
-                let object = try await owner.call(path, body(current), extraHeaders: ["x-share-token": current, "X-Canary": Self.canary])
+                let object = try await owner.call(path, body(current), extraHeaders: ["x-share-token": current, "X-Canary": Self.canary], attempts: attempts)
                 try check(object)
                 return object
             } catch let error as DriveError where Self.isStaleToken(error) && !renewed {

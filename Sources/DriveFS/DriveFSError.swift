@@ -43,6 +43,10 @@ public struct DriveFSError: ErrnoConvertible, CustomStringConvertible, Sendable 
             case .service where error.code.hasPrefix("FileSizeExceed") || error.message.contains("file size is exceed"):
                 self.init(errno: EFBIG, error.description)
             case .service where error.code == "InvalidParameter.ToParentFileId": self.init(errno: EINVAL, error.description)
+            // A share cancelled or expired since it was mounted: its entries are gone.
+            case .service where error.code == "ShareLink.Cancelled" || error.code == "ShareLink.Expired": self.init(errno: ENOENT, error.description)
+            case .service where error.code == "ShareLink.Forbidden" || error.code.hasSuffix(".SharePwd") || error.code == "ShareLinkTokenInvalid":
+                self.init(errno: EACCES, error.description)
             default: self.init(errno: EIO, error.description)
             }
         case let error as HTTPTransportError:

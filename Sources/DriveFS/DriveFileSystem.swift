@@ -186,6 +186,7 @@ public final class DriveFileSystem: FileSystem {
     public func open(inode: InodeNumber, flags: Int32) async throws -> OpenReply {
         guard let record = inodes.record(inode) else { throw DriveFSError.notFound }
         guard !record.item.isFolder else { throw DriveFSError.isDirectory }
+        if record.item.blocked { throw DriveFSError(errno: EACCES, "\(record.item.name) is blocked by the service") }
         let writes = flags & O_ACCMODE != O_RDONLY
         if writes || flags & O_TRUNC != 0 {
             return try await openForWriting(record, flags: flags)
@@ -200,6 +201,7 @@ public final class DriveFileSystem: FileSystem {
         }
         let reader = FileReader(item: record.item, service: service, cache: chunks, disk: disk, configuration: configuration)
         let hash = record.item.contentHash ?? ""
+        service.opened(fileID: record.item.fileID)
         return handles.withLock { handles in
             let keep = !hash.isEmpty && handles.servedHash[inode] == hash
             handles.servedHash[inode] = hash
@@ -238,7 +240,10 @@ public final class DriveFileSystem: FileSystem {
 
     public func release(inode: InodeNumber, handle: UInt64) async throws {
         guard let file = handles.withLock({ $0.files.removeValue(forKey: handle) }) else { return }
-        file.reader?.close()
+        if let reader = file.reader {
+            reader.close()
+            if !file.writes { service.closed(fileID: reader.item.fileID) }
+        }
         if file.writes, let staged = file.staged {
             staged.update { $0.writers -= 1 }
             await finishWriting(inode, staged)

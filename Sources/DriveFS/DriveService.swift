@@ -24,6 +24,16 @@ public protocol DriveService: Sendable {
     /// A new entry with the content of the drive's file `source`, made by hash without
     /// sending its bytes; nil when the drive does not take it that way.
     func copyByHash(of source: DriveItem, parentID: String, name: String) async throws -> UploadResult?
+
+    /// A descriptor reading the file was opened / closed: a drive whose content needs a
+    /// resource per file (a share's temporary copies) keeps it while any is open.
+    func opened(fileID: String)
+    func closed(fileID: String)
+}
+
+extension DriveService {
+    public func opened(fileID: String) {}
+    public func closed(fileID: String) {}
 }
 
 extension AliyunDriveClient: DriveService {}

@@ -70,4 +70,6 @@ final class GuardedService: DriveService {
     func copyByHash(of source: DriveItem, parentID: String, name: String) async throws -> UploadResult? {
         try await guarded { try await base.copyByHash(of: source, parentID: parentID, name: name) }
     }
+    func opened(fileID: String) { base.opened(fileID: fileID) }
+    func closed(fileID: String) { base.closed(fileID: fileID) }
 }

@@ -10,6 +10,8 @@ public enum Invocation: Equatable, Sendable {
 
 public struct MountRequest: Equatable, Sendable {
     public var source: String
+    /// Set when SOURCE is a share (then the mount is read-only).
+    public var share: ShareSource? = nil
     public var mountpoint: String
     public var options: MountOptions
     public var foreground: Bool
@@ -22,7 +24,8 @@ public struct UsageError: Error, CustomStringConvertible, Equatable {
 }
 
 public enum ArgumentParser {
-    public static func parse(_ arguments: [String]) throws(UsageError) -> Invocation {
+    /// `viaMountHelper`: started by mount(8), which adds `rw` on its own (see `MountHelper`).
+    public static func parse(_ arguments: [String], viaMountHelper: Bool = false) throws(UsageError) -> Invocation {
         if arguments.first == "auth" {
             return try parseAuth(Array(arguments.dropFirst()))
         }
@@ -59,16 +62,33 @@ public enum ArgumentParser {
             throw UsageError(positional.count < 2 ? "expected SOURCE and MOUNTPOINT" : "unexpected argument '\(positional[2])'")
         }
         let source = positional[0]
-        guard source == "adrive" || source.hasPrefix("adrive:") else {
-            throw UsageError("unknown source '\(source)': use 'adrive' for your own drive")
+        let share = try ShareSource.parse(source)
+        guard share != nil || source == "adrive" || source.hasPrefix("adrive:") else {
+            throw UsageError("unknown source '\(source)': use 'adrive' for your own drive, or share:SHARE_ID or a share link for a share")
         }
-        let options: MountOptions
+        var options: MountOptions
         do {
             options = try MountOptions.parse(optionLists)
         } catch {
             throw UsageError(error.description)
         }
-        return .mount(MountRequest(source: source, mountpoint: positional[1], options: options, foreground: foreground, debug: debug))
+        if let share {
+            if options.readWriteAsked && !viaMountHelper { throw UsageError("shares are read-only: drop the rw option") }
+            if share.folderID != nil, options.rootID != "root" {
+                throw UsageError("the share link names a folder already: drop root_id or use share:\(share.shareID)")
+            }
+            if let folder = share.folderID { options.rootID = folder }
+            if !options.readOnly {
+                options.readOnly = true
+                options.fuseOptions.append("ro")
+            }
+            if !options.directoryCacheTTLSet { options.directoryCacheTTL = 300 }
+        } else if options.sharePasswordFile != nil || options.shareCopyTTL != nil {
+            throw UsageError("share_pwd_file and share_copy_ttl are for share sources (share:SHARE_ID)")
+        }
+        return .mount(
+            MountRequest(
+                source: share?.fsname ?? source, share: share, mountpoint: positional[1], options: options, foreground: foreground, debug: debug))
     }
 
     static func parseAuth(_ arguments: [String]) throws(UsageError) -> Invocation {
@@ -86,12 +106,23 @@ public enum ArgumentParser {
         return .authImport(tokenFile: tokenFile)
     }
 
+    /// True when mount(8) started this process (and, for the daemon child, its parent);
+    /// marks the environment so the child inherits the answer.
+    public static var startedByMountHelper: Bool {
+        guard MountHelper.isParent else { return false }
+        MountHelper.markEnvironment()
+        return true
+    }
+
     public static let usage = """
         usage: adrivefs SOURCE MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d]
                adrivefs auth import [--token-file PATH]   (reads a refresh token on stdin)
 
-        SOURCE is 'adrive' (your own drive). The refresh token comes from the
-        ADRIVEFS_REFRESH_TOKEN environment variable or the token file, never from argv.
+        SOURCE is 'adrive' (your own drive, read-write), or a share — share:SHARE_ID or
+        its link https://www.alipan.com/s/SHARE_ID[/folder/FILE_ID] — read-only. The
+        refresh token comes from the ADRIVEFS_REFRESH_TOKEN environment variable or the
+        token file, never from argv; a share's password from ADRIVEFS_SHARE_PWD or
+        share_pwd_file=PATH. Reading a share's files needs a refresh token too.
 
           -f, --foreground   stay in the foreground
           -d, --debug        log debug information (implies -f)

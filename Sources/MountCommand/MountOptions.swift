@@ -35,6 +35,8 @@ public struct MountOptionSpec: Sendable {
         .init(name: "upload_wait", kind: .value("SECONDS"), help: "how long unmount waits for pending uploads (default: 600)"),
         .init(name: "internal_upload", kind: .flag, help: "send upload bytes to the internal (in-region) upload URLs"),
         .init(name: "no_rapid_upload", kind: .flag, help: "never try rapid upload (always send the bytes)"),
+        .init(name: "share_pwd_file", kind: .value("PATH"), help: "shares: file holding the share's password (or ADRIVEFS_SHARE_PWD)"),
+        .init(name: "share_copy_ttl", kind: .value("SECONDS"), help: "shares: how long a temporary copy outlives its last reader (default: 900)"),
         .init(name: "ro", kind: .flagAndFuse, help: "mount read-only"),
         .init(name: "allow_other", kind: .fuse, help: "let other users access the mount"),
         .init(name: "default_permissions", kind: .fuse, help: "let the kernel check permissions against the mode bits"),
@@ -83,6 +85,11 @@ public struct MountOptions: Sendable, Equatable {
     public var uploadWait: Double = 600
     public var internalUpload = false
     public var rapidUpload = true
+    public var sharePasswordFile: String?
+    public var shareCopyTTL: Double?
+    /// `rw` was given (refused for shares).
+    public var readWriteAsked = false
+    public var directoryCacheTTLSet = false
     /// Handed to libfuse.
     public var fuseOptions: [String] = []
 
@@ -112,6 +119,7 @@ public struct MountOptions: Sendable, Equatable {
         }
         switch spec.kind {
         case .ignored:
+            if name == "rw" { readWriteAsked = true }
             return
         case .fuse:
             guard value == nil else { throw ParseError(description: "mount option '\(name)' takes no value") }
@@ -156,6 +164,7 @@ public struct MountOptions: Sendable, Equatable {
         case "dir_cache_ttl":
             guard let number = Double(value), number >= 0 else { throw bad("a number of seconds") }
             directoryCacheTTL = number
+            directoryCacheTTLSet = true
         case "cache_size":
             guard let bytes = Self.size(value), bytes >= 0 else { throw bad("a size like 64M") }
             cacheSize = bytes
@@ -166,6 +175,10 @@ public struct MountOptions: Sendable, Equatable {
         case "upload_wait":
             guard let number = Double(value), number >= 0 else { throw bad("a number of seconds") }
             uploadWait = number
+        case "share_pwd_file": sharePasswordFile = value
+        case "share_copy_ttl":
+            guard let number = Double(value), number >= 0 else { throw bad("a number of seconds") }
+            shareCopyTTL = number
         case "read_ahead":
             guard let bytes = Self.size(value), bytes >= 0 else { throw bad("a size like 32M") }
             readAhead = bytes

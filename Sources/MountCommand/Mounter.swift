@@ -31,21 +31,22 @@ public enum Mounter {
         let logger = Logger(label: "adrivefs")
         // Taken from the start: a signal during startup must not kill the process halfway.
         let signals = StopSignals()
-        let session: FUSESession
-        let http: CurlHTTPClient
-        let fileSystem: DriveFileSystem
+        let prepared: Prepared
         do {
-            (session, http, fileSystem) = try prepare(request)
+            prepared = try request.share.map { try prepareShare(request, $0) } ?? prepare(request)
         } catch {
             ready("\(error)")
             return 1
         }
+        let (session, http, fileSystem) = (prepared.session, prepared.http, prepared.fileSystem)
         ready(nil)
         logger.info("mounted \(request.source) on \(request.mountpoint)")
+        for note in prepared.notes { logger.info("\(note)") }
         // In the background: the stat inside blocks until the session below serves requests.
         let mountpoint = request.mountpoint
         DispatchQueue.global().async { FUSESession.raiseKernelReadahead(mountpoint: mountpoint, kilobytes: 2048) }
         fileSystem.recoverPendingUploads()
+        if let started = prepared.started { Task { await started() } }
         let wait = request.options.uploadWait
         let drain = DrainHandle()
         signals.handle(
@@ -78,17 +79,28 @@ public enum Mounter {
         } else {
             fileSystem.removeStagingDirectory()
         }
+        if let stopping = prepared.stopping { _ = blocking { await stopping() } }
         http.shutdown()
         logger.info("unmounted \(request.mountpoint)")
         return status == 0 ? 0 : 1
     }
 
-    static func prepare(_ request: MountRequest) throws -> (FUSESession, CurlHTTPClient, DriveFileSystem) {
+    /// A mount ready to serve, and what its source does once mounted and before exit.
+    struct Prepared {
+        var session: FUSESession
+        var http: CurlHTTPClient
+        var fileSystem: DriveFileSystem
+        var started: (@Sendable () async -> Void)? = nil
+        var stopping: (@Sendable () async -> Void)? = nil
+        /// Logged once the mount is live (before that, stderr is the user's terminal).
+        var notes: [String] = []
+    }
+
+    static func prepare(_ request: MountRequest) throws -> Prepared {
         let options = request.options
         let mountpoint = try checkMountpoint(request.mountpoint)
-        let tokenFile = options.tokenFile ?? defaultTokenFile
-        let environmentToken = ProcessInfo.processInfo.environment["ADRIVEFS_REFRESH_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-        guard let token = environmentToken ?? SecretFile.read(tokenFile) else {
+        let (found, tokenFile) = refreshToken(options)
+        guard let token = found else {
             throw UsageError("no refresh token: set ADRIVEFS_REFRESH_TOKEN or run 'adrivefs auth import' (looked in \(tokenFile))")
         }
         let http = try CurlHTTPClient(configuration: .init(caFile: options.caFile))
@@ -125,15 +137,27 @@ public enum Mounter {
             http.shutdown()
             throw UsageError(describe(error, endpoint: options.endpoint, rootID: options.rootID))
         }
-        let fuseOptions = ["fsname=\(request.source)", "subtype=adrivefs"] + options.fuseOptions
+        return Prepared(session: try mount(fileSystem, request, at: mountpoint, http: http), http: http, fileSystem: fileSystem)
+    }
+
+    /// The FUSE session, mounted.
+    static func mount(_ fileSystem: DriveFileSystem, _ request: MountRequest, at mountpoint: String, http: CurlHTTPClient) throws -> FUSESession {
+        let fuseOptions = ["fsname=\(request.source)", "subtype=adrivefs"] + request.options.fuseOptions
         do {
             let session = try FUSESession(fileSystem: fileSystem, options: fuseOptions, debug: request.debug)
             try session.mount(at: mountpoint)
-            return (session, http, fileSystem)
+            return session
         } catch {
             http.shutdown()
             throw UsageError("cannot mount on \(mountpoint): \(error)")
         }
+    }
+
+    /// The refresh token from the environment or the token file, if any.
+    static func refreshToken(_ options: MountOptions) -> (token: String?, file: String) {
+        let tokenFile = options.tokenFile ?? defaultTokenFile
+        let environmentToken = ProcessInfo.processInfo.environment["ADRIVEFS_REFRESH_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+        return (environmentToken ?? SecretFile.read(tokenFile), tokenFile)
     }
 
     static func describe(_ error: any Error, endpoint: String, rootID: String) -> String {

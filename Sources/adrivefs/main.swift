@@ -6,7 +6,7 @@ import MountCommand
 let arguments = Array(CommandLine.arguments.dropFirst())
 let invocation: Invocation
 do {
-    invocation = try ArgumentParser.parse(arguments)
+    invocation = try ArgumentParser.parse(arguments, viaMountHelper: ArgumentParser.startedByMountHelper)
 } catch {
     Daemon.fail("\(error)\n\(ArgumentParser.usage)")
     exit(2)
