@@ -111,7 +111,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "DriveFSTests",
-            dependencies: ["DriveFS", "AliyunDrive", "FUSE"],
+            dependencies: ["DriveFS", "AliyunDrive", "FUSE", "HTTPTransport", "EmulatorTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "MountCommandTests",

@@ -25,7 +25,16 @@ import Testing
 
     @Test(arguments: [
         (["adrive"], "expected SOURCE and MOUNTPOINT"),
-        (["share:x", "/m"], "unknown source"),
+        (["gdrive", "/m"], "unknown source"),
+        (["share:", "/m"], "expected share:SHARE_ID"),
+        (["share:a/b", "/m"], "expected share:SHARE_ID"),
+        (["https://example.com/s/abc", "/m"], "is not a share link"),
+        (["https://www.alipan.com/t/abc", "/m"], "is not a share link"),
+        (["https://www.alipan.com/s/abc/file/x", "/m"], "…/s/SHARE_ID/folder/FILE_ID"),
+        (["share:abc", "/m", "-o", "rw"], "shares are read-only"),
+        (["https://www.alipan.com/s/abc/folder/f1", "/m", "-o", "root_id=f2"], "drop root_id"),
+        (["adrive", "/m", "-o", "share_copy_ttl=5"], "are for share sources"),
+        (["share:abc", "/m", "-o", "share_copy_ttl=soon"], "a number of seconds"),
         (["adrive", "/m", "-o", "bogus"], "unknown mount option 'bogus'"),
         (["adrive", "/m", "-o", "umask=999"], "umask"),
         (["adrive", "/m", "-o", "drive=nope"], "default, resource or backup"),
@@ -39,6 +48,42 @@ import Testing
         } throws: { error in
             "\(error)".contains(message)
         }
+    }
+
+    @Test(arguments: [
+        ("share:Abc123", "Abc123", "root"),
+        ("https://www.alipan.com/s/Abc123", "Abc123", "root"),
+        ("https://www.alipan.com/s/Abc123/", "Abc123", "root"),
+        ("https://alipan.com/s/Abc123?x=1", "Abc123", "root"),
+        ("https://www.aliyundrive.com/s/Abc123/folder/65f0c0ffee", "Abc123", "65f0c0ffee"),
+        ("http://www.alipan.com/s/Abc123/folder/f1", "Abc123", "f1"),
+    ])
+    func shareSourcesParse(source: String, shareID: String, root: String) throws {
+        guard case .mount(let request) = try ArgumentParser.parse([source, "/m"]) else {
+            Issue.record("not a mount request")
+            return
+        }
+        #expect(request.share?.shareID == shareID)
+        #expect(request.source == "share:" + shareID, "/proc/mounts shows share:ID")
+        #expect(request.options.rootID == root)
+        // Always read-only, listings trusted longer than on the own drive.
+        #expect(request.options.readOnly && request.options.fuseOptions == ["ro"])
+        #expect(request.options.directoryCacheTTL == 300)
+    }
+
+    @Test func shareOptionsAndMountsRw() throws {
+        guard case .mount(let request) = try ArgumentParser.parse(["share:abc", "/m", "-o", "share_copy_ttl=60,share_pwd_file=/p,dir_cache_ttl=7,root_id=f"]) else {
+            Issue.record("not a mount request")
+            return
+        }
+        #expect(request.options.shareCopyTTL == 60 && request.options.sharePasswordFile == "/p")
+        #expect(request.options.directoryCacheTTL == 7 && request.options.rootID == "f")
+        // mount(8) adds rw whenever ro is absent: that is not a request for writing.
+        guard case .mount(let helped) = try ArgumentParser.parse(["share:abc", "/m", "-o", "rw,nosuid"], viaMountHelper: true) else {
+            Issue.record("not a mount request")
+            return
+        }
+        #expect(helped.options.readOnly)
     }
 
     @Test func everyOptionIsDocumentedInTheManPage() throws {
