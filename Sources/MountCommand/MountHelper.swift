@@ -9,14 +9,15 @@ enum MountHelper {
 
     static var isParent: Bool {
         if ProcessInfo.processInfo.environment[variable] == "1" { return true }
-        // mount.fuse3 runs the command through /bin/sh -c, which may or may not exec it.
+        // mount(8) forks mount.fuse3, which execs /bin/sh -c with our command line: our
+        // parent is that shell (or mount.fuse3), our grandparent mount(8).
         var pid = getppid()
-        for _ in 0..<2 {
+        for _ in 0..<3 {
             guard pid > 1, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                 let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
             else { return false }
             let command = stat[stat.index(after: open)..<close]
-            if command.hasPrefix("mount.fuse") { return true }
+            if command == "mount" || command.hasPrefix("mount.fuse") { return true }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             guard fields.count > 1, let parent = Int32(fields[1]) else { return false }
             pid = parent

@@ -62,10 +62,10 @@ final class MountedDrive: @unchecked Sendable {
     var endpoint: String { drive.base }
 
     /// Starts `adrivefs adrive MNT -f -o …` and waits for the mount in /proc/self/mountinfo.
-    func mount(options: [String] = [], environment extra: [String: String] = [:]) async throws {
+    func mount(source: String = "adrive", options: [String] = [], environment extra: [String: String] = [:]) async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["adrive", mountpoint, "-f", "-o", (["endpoint=\(endpoint)", "token_file=\(tokenFile)"] + options).joined(separator: ",")]
+        process.arguments = [source, mountpoint, "-f", "-o", (["endpoint=\(endpoint)", "token_file=\(tokenFile)"] + options).joined(separator: ",")]
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_CONFIG_HOME"] = stateDirectory
         environment["XDG_CACHE_HOME"] = cacheDirectory
@@ -90,6 +90,16 @@ final class MountedDrive: @unchecked Sendable {
     var isMounted: Bool {
         let mountinfo = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
         return mountinfo.split(separator: "\n").contains { $0.split(separator: " ").dropFirst(4).first.map(String.init) == mountpoint }
+    }
+
+    /// The daemon's environment for a command run by hand (as `mount` does).
+    var environment: [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_CONFIG_HOME"] = stateDirectory
+        environment["XDG_CACHE_HOME"] = cacheDirectory
+        environment["ADRIVEFS_REFRESH_TOKEN"] = nil
+        environment["ADRIVEFS_SHARE_PWD"] = nil
+        return environment
     }
 
     var daemonLog: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
