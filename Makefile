@@ -68,6 +68,7 @@ demo: build
 	DEMO_PORT=$(DEMO_PORT) scripts/demo.sh $(DEMO_MNT)
 
 demo-stop:
+	-fusermount3 -u -z $(DEMO_MNT)-share
 	-fusermount3 -u -z $(DEMO_MNT)
 	-kill $$(cat .build/demo-emulator.pid) 2>/dev/null
 	rm -f .build/demo-emulator.pid

@@ -7,12 +7,15 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/debug}
 PORT=${DEMO_PORT:-8787}
 MNT=${1:-${DEMO_MNT:-./mnt}}
+SHARE_MNT=${DEMO_SHARE_MNT:-$MNT-share}
 DATA=.build/demo-data
 STATE=.build/demo-state
-mkdir -p "$DATA" "$STATE/adrivefs" "$MNT"
+mkdir -p "$DATA" "$STATE/adrivefs" "$MNT" "$SHARE_MNT"
 
 # Leftovers of an earlier demo.
-if grep -q " $(realpath "$MNT") " /proc/self/mountinfo; then fusermount3 -u -z "$MNT" || true; fi
+for dir in "$MNT" "$SHARE_MNT"; do
+  if grep -q " $(realpath "$dir") " /proc/self/mountinfo; then fusermount3 -u -z "$dir" || true; fi
+done
 if [ -f .build/demo-emulator.pid ]; then kill "$(cat .build/demo-emulator.pid)" 2>/dev/null || true; sleep 0.5; fi
 
 "$BIN/adrivefs-emulator" --port "$PORT" --seed demo --data-dir "$DATA" > .build/demo-emulator.log 2>&1 &
@@ -27,6 +30,16 @@ curl -s -X POST "$ENDPOINT/__emulator/tokens" | sed -n 's/.*"refresh_token":"\([
 
 XDG_CONFIG_HOME="$STATE" "$BIN/adrivefs" adrive "$MNT" -o "endpoint=$ENDPOINT"
 
+# One of the demo drive's share links, read-only (the emulator prints them at start):
+# the public one when there is one, else the password-protected one with its password.
+SHARE_LINE=$(grep '^share: .*no password' .build/demo-emulator.log | head -1)
+[ -n "$SHARE_LINE" ] || SHARE_LINE=$(grep '^share: ' .build/demo-emulator.log | head -1)
+SHARE=$(echo "$SHARE_LINE" | sed -n 's/^share: \(share:[A-Za-z0-9]*\).*/\1/p')
+SHARE_PWD=$(echo "$SHARE_LINE" | sed -n 's/.*, password \(.*\)$/\1/p')
+if [ -n "$SHARE" ]; then
+  ADRIVEFS_SHARE_PWD="$SHARE_PWD" XDG_CONFIG_HOME="$STATE" "$BIN/adrivefs" "$SHARE" "$SHARE_MNT" -o "endpoint=$ENDPOINT"
+fi
+
 echo
 echo "The demo drive (served by adrivefs-emulator at $ENDPOINT) is mounted on $MNT:"
 echo
@@ -34,6 +47,14 @@ ls -l "$MNT"
 echo
 ls -l "$MNT/Documents"
 echo
+if [ -n "$SHARE" ]; then
+  echo "The demo share $SHARE is mounted read-only on $SHARE_MNT (its files are read"
+  echo "through temporary copies in the demo drive, as with the real service):"
+  echo
+  ls -l "$SHARE_MNT"
+  echo
+fi
 echo "Try: find $MNT | head; sha1sum $MNT/Videos/sample.mp4; df -h $MNT"
+echo "     cp $MNT/Documents/notes.md $MNT/copy.md; ls -R $SHARE_MNT"
 echo "Unmount and stop the emulator with: make demo-stop"
-echo "  (or: fusermount3 -u $MNT; kill \$(cat .build/demo-emulator.pid))"
+echo "  (or: fusermount3 -u $MNT; fusermount3 -u $SHARE_MNT; kill \$(cat .build/demo-emulator.pid))"

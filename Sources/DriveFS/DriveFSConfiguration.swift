@@ -31,6 +31,8 @@ public struct DriveFSConfiguration: Sendable {
     /// in memory only.
     public var timesDirectory: String?
     public var uploadOptions: UploadOptions
+    /// The share mounted, when the drive is one (shown as `user.adrive.share_id`).
+    public var shareID: String? = nil
     /// First delay of the background retry of a failed upload; doubles up to 60 s.
     public var uploadRetryDelay: Double
 

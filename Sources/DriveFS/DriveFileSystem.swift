@@ -274,6 +274,7 @@ public final class DriveFileSystem: FileSystem {
 
     static let fileIDAttribute = "user.adrive.file_id"
     static let hashAttribute = "user.adrive.sha1"
+    static let shareAttribute = "user.adrive.share_id"
 
     public func getxattr(inode: InodeNumber, name: String) async throws -> [UInt8] {
         guard let record = inodes.record(inode) else { throw DriveFSError.notFound }
@@ -281,12 +282,15 @@ public final class DriveFileSystem: FileSystem {
         case Self.fileIDAttribute: return Array(record.item.fileID.utf8)
         case Self.hashAttribute where !record.item.isFolder && record.item.contentHash != nil:
             return Array((record.item.contentHash ?? "").utf8)
+        case Self.shareAttribute where configuration.shareID != nil:
+            return Array((configuration.shareID ?? "").utf8)
         default: throw DriveFSError.noAttribute
         }
     }
 
     public func listxattr(inode: InodeNumber) async throws -> [String] {
         guard let record = inodes.record(inode) else { throw DriveFSError.notFound }
-        return record.item.isFolder || record.item.contentHash == nil ? [Self.fileIDAttribute] : [Self.fileIDAttribute, Self.hashAttribute]
+        let share = configuration.shareID == nil ? [] : [Self.shareAttribute]
+        return (record.item.isFolder || record.item.contentHash == nil ? [Self.fileIDAttribute] : [Self.fileIDAttribute, Self.hashAttribute]) + share
     }
 }

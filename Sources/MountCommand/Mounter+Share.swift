@@ -37,11 +37,12 @@ extension Mounter {
         let lockDirectory = stateDirectory + "/share-copies/" + (owner.map { $0.userID + "-" + $0.driveID } ?? "none")
         let drive = ShareDrive(share: share, copyTTL: options.shareCopyTTL ?? 900, lockDirectory: lockDirectory)
         let cacheRoot = options.cacheDirectory ?? cacheDirectory
-        let configuration = DriveFSConfiguration(
+        var configuration = DriveFSConfiguration(
             rootID: options.rootID, uid: options.uid ?? getuid(), gid: options.gid ?? getgid(), umask: options.umask,
             directoryCacheTTL: options.directoryCacheTTL, cacheSize: options.cacheSize, readAhead: options.readAhead, readOnly: true,
             state: StateLayout(journalRoot: stateDirectory + "/pending", stagingRoot: cacheRoot + "/staging", binding: nil),
             diskCacheDirectory: cacheRoot + "/chunks", diskCacheSize: options.diskCacheSize, timesDirectory: nil)
+        configuration.shareID = source.shareID
         let fileSystem: DriveFileSystem
         do {
             fileSystem = try DriveFileSystem(service: drive, configuration: configuration)

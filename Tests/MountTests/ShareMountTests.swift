@@ -59,6 +59,7 @@ struct ShareMountTests {
             #expect(m.daemonLog.contains("reading shared files through temporary copies in your drive"))
             let xattr = try m.shell("getfattr", "-n", "user.adrive.sha1", "--only-values", m.path("Videos/sample.mp4"))
             #expect(xattr.lowercased() == Self.sha1(video))
+            #expect(try m.shell("getfattr", "-n", "user.adrive.share_id", "--only-values", m.path("Videos")) == share.id)
             // Writes are refused.
             let touched = try MountedDrive.run(["touch", m.path("new.txt")])
             #expect(touched.0 != 0 && touched.2.contains("Read-only file system"))
