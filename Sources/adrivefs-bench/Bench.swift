@@ -48,6 +48,13 @@ struct Bench {
             printTable(table)
             return
         }
+        // ADRIVEFS_BENCH_ONLY=share: just the share figures.
+        if ProcessInfo.processInfo.environment["ADRIVEFS_BENCH_ONLY"] == "share" {
+            table += try await ShareBench.run(
+                api: api, binary: binDirectory.appendingPathComponent("adrivefs").path, endpoint: emulator.base, size: size, runs: runs)
+            printTable(table)
+            return
+        }
         // 1. curl over loopback: the emulator's own serving speed.
         var curlRates: [Double] = []
         var curlCPU = (server: 0.0, client: 0.0)
@@ -134,7 +141,10 @@ struct Bench {
         table.append(("mount → cold ls -l of 10,000 entries", String(format: "%.2f s", cold), "\(coldCalls) list calls (200 per page)"))
         table.append(("mount → warm ls -l of 10,000 entries", String(format: "%.2f s", warm), "\(warmCalls) list calls (target 0)"))
 
-        // 6. Uploads.
+        // 6. Shares, read through temporary copies as the service allows today.
+        table += try await ShareBench.run(api: api, binary: mountBinary, endpoint: emulator.base, size: size, runs: runs)
+
+        // 7. Uploads.
         table += try await UploadBench.run(api: api, mount: mount, downloadURL: url, size: size, runs: runs)
 
         printTable(table)
