@@ -186,6 +186,7 @@ extension EmulatorState {
         if let include = body.bool("include_url") { lifetimes.includeURLInListings = include }
         if let strict = body.bool("strict_complete") { lifetimes.strictCompleteParts = strict }
         if let strict = body.bool("strict_signatures") { lifetimes.strictSignatures = strict }
+        if let strict = body.bool("strict_share_pwd") { lifetimes.strictSharePassword = strict }
         if let kept = body.string("rapid_upload_sessions") {
             guard kept == "kept" || kept == "closed" else { throw APIError.invalid("rapid_upload_sessions", "kept or closed") }
             lifetimes.rapidUploadSessionsKept = kept == "kept"

@@ -30,6 +30,8 @@ struct Lifetimes: Codable {
     /// at once (the file exists from the create call on) and answer `complete` with 404
     /// `NotFound.UploadId`; clients must not take that for a failed upload.
     var rapidUploadSessionsKept = true
+    /// Refuse a password sent for a share that has none (aliyun-api.md §15: lenient by default).
+    var strictSharePassword = false
 }
 
 /// All mutable emulator state. Not thread-safe: `DriveEmulator` keeps it inside a Mutex and

@@ -17,6 +17,9 @@ extension DriveFileSystem: WritableFileSystem {
     static let localPrefix = "local:"
     /// The longest name the drive takes, in UTF-8 bytes.
     static let maximumNameLength = 1024
+    /// The largest file an upload can carry: 10,000 parts of at most 5 GB (the account's own
+    /// limit is usually lower; the drive answers that with EFBIG at upload).
+    static let maximumFileSize: Int64 = 10_000 * 5_000_000_000
 
     // MARK: - Creating and opening
 
@@ -59,7 +62,7 @@ extension DriveFileSystem: WritableFileSystem {
         let item = DriveItem(
             fileID: Self.localPrefix + UUID().uuidString, parentID: folder.item.fileID, name: name, isFolder: false, size: 0,
             contentHash: nil, createdAt: current, updatedAt: current)
-        let staged = try StagedFile(directory: try own.staging(), item: item, modified: current)
+        let staged = try StagedFile(directory: try own.staging(), item: item, modified: FileTime(current))
         // A new file is uploaded even when it stays empty.
         staged.update { $0.version = 1 }
         // One lookup for the kernel's entry, one held by the staging file until it is dropped.
@@ -173,7 +176,7 @@ extension DriveFileSystem: WritableFileSystem {
         let item = record.item
         let staged: StagedFile
         do {
-            staged = try StagedFile(directory: try own.staging(), item: item, modified: times.modified(for: item) ?? item.updatedAt)
+            staged = try StagedFile(directory: try own.staging(), item: item, modified: times.modified(for: item) ?? FileTime(item.updatedAt))
         } catch {
             handles.withLock { $0.staging[record.inode] = nil }
             throw error
@@ -224,6 +227,7 @@ extension DriveFileSystem: WritableFileSystem {
                 try checkWritable()
                 guard !record.item.isFolder else { throw DriveFSError.isDirectory }
                 guard size >= 0 else { throw DriveFSError.invalid }
+                guard size <= Self.maximumFileSize else { throw DriveFSError(errno: EFBIG, "\(size) bytes is more than a drive file can hold") }
                 var open = changes.handle.flatMap { handle in handles.withLock { $0.files[handle] } }
                 if let handle = changes.handle, let file = open, file.writes, file.staged == nil {
                     try await prepareWrite(inode: inode, handle: handle, truncating: size == 0)
@@ -463,7 +467,7 @@ extension DriveFileSystem: WritableFileSystem {
 
     func trashReplaced(_ fileID: String, path: String) async {
         do {
-            try await service.trash(fileID: fileID)
+            try await trashWhenUnread(fileID, path: path)
         } catch {
             logger.warning("upload: \(path): the previous version (\(fileID)) could not be moved to the trash: \(DriveFSError(error).description)")
         }
@@ -541,6 +545,7 @@ extension DriveFileSystem: WritableFileSystem {
 
     public func rmdir(parent: InodeNumber, name: String) async throws {
         do {
+            try checkName(name)
             try checkWritable()
             let (folder, found) = try await child(parent, name)
             guard let item = found else { throw DriveFSError.notFound }
@@ -556,6 +561,7 @@ extension DriveFileSystem: WritableFileSystem {
 
     public func unlink(parent: InodeNumber, name: String) async throws {
         do {
+            try checkName(name)
             try checkWritable()
             let (_, found) = try await child(parent, name)
             guard let item = found else { throw DriveFSError.notFound }
@@ -568,8 +574,9 @@ extension DriveFileSystem: WritableFileSystem {
 
     public func rename(parent: InodeNumber, name: String, newParent: InodeNumber, newName: String, flags: UInt32) async throws {
         do {
-            try checkWritable()
+            try checkName(name)
             try checkName(newName)
+            try checkWritable()
             if flags & RenameFlag.exchange != 0 { throw DriveFSError.invalid }
             let (_, found) = try await child(parent, name)
             guard let source = found else { throw DriveFSError.notFound }
@@ -603,7 +610,9 @@ extension DriveFileSystem: WritableFileSystem {
     ) async throws {
         let inode = inodes.inode(ofFileID: item.fileID)
         guard let inode, let staged = handles.withLock({ $0.staged[inode] }) else {
-            try await work(item, nil, inode)
+            // The listing's item may be older than the inode's (a new file uploaded since
+            // it was looked up has a server id now): act on the current one.
+            try await work(inode.flatMap { inodes.record($0)?.item } ?? item, nil, inode)
             return
         }
         try await serialized(inode) { try await work(staged.snapshot.item, staged, inode) }
@@ -616,15 +625,99 @@ extension DriveFileSystem: WritableFileSystem {
             if current.fileID.hasPrefix(Self.localPrefix) {
                 self.directories.setLocal(current, in: current.parentID, remove: true)
             } else {
-                try await self.service.trash(fileID: current.fileID)
+                try await self.trashWhenUnread(current.fileID, path: self.displayPath(current))
                 self.directories.update(current.parentID) { $0.removeAll { $0.fileID == current.fileID } }
             }
             if let staged {
                 staged.update { $0.unlinked = true }
                 self.journal.remove(id: staged.id)
             }
+            if let inode = self.inodes.inode(ofFileID: current.fileID) { self.inodes.markUnlinked(inode) }
         }
         space.withLock { $0 = nil }
+    }
+
+    /// The hidden folder at the drive's root where files unlinked while open wait for their
+    /// last reader.
+    static let unlinkedFolderName = ".adrivefs-unlinked"
+
+    /// Trashes a file that is gone from its folder — at once, or, while descriptors on this
+    /// mount still read its content, once the last of them closes (POSIX: an open file
+    /// outlives its name). Meanwhile it waits in `/.adrivefs-unlinked` (its name is free at
+    /// once, and no listing shows it); one left there by a crash goes to the trash a day
+    /// later, swept by a mount.
+    func trashWhenUnread(_ fileID: String, path: String) async throws {
+        let open = handles.withLock { handles in handles.files.values.contains { $0.reader?.item.fileID == fileID } }
+        guard open else {
+            try await service.trash(fileID: fileID)
+            return
+        }
+        do {
+            let folder = try await unlinkedFolder()
+            try await service.move(fileID: fileID, toParentID: folder, newName: String(fileID.prefix(12)) + "-" + URL(fileURLWithPath: path).lastPathComponent)
+            handles.withLock { $0.deferredTrash[fileID] = path }
+            logger.debug("\(path): still open here; it goes to the trash when the last reader closes")
+            // Closed meanwhile?
+            trashIfLastReader(fileID)
+        } catch {
+            logger.warning("\(path): could not keep the unlinked file for its open readers (\(DriveFSError(error).description)); moving it to the trash now")
+            try await service.trash(fileID: fileID)
+        }
+    }
+
+    /// `/.adrivefs-unlinked`, made on first need.
+    private func unlinkedFolder() async throws -> String {
+        if let existing = try await directories.listing("root").byName[Self.unlinkedFolderName], existing.isFolder { return existing.fileID }
+        do {
+            let folder = try await service.createFolder(parentID: "root", name: Self.unlinkedFolderName)
+            directories.update("root") { $0.append(folder) }
+            return folder.fileID
+        } catch let error as DriveError where error.code.hasPrefix("AlreadyExist") {
+            directories.invalidate("root")
+            guard let existing = try await directories.listing("root").byName[Self.unlinkedFolderName] else { throw error }
+            return existing.fileID
+        }
+    }
+
+    /// At mount: what a crashed mount left in `/.adrivefs-unlinked` a day ago or earlier
+    /// goes to the trash.
+    public func sweepUnlinked() async {
+        guard !configuration.readOnly else { return }
+        do {
+            guard let folder = try await directories.listing("root").byName[Self.unlinkedFolderName], folder.isFolder else { return }
+            let stale = try await service.list(folderID: folder.fileID).filter { now() - $0.updatedAt > 86_400 }
+            for item in stale { try await service.trash(fileID: item.fileID) }
+            if !stale.isEmpty { logger.info("moved \(stale.count) file(s) unlinked while open by an earlier mount to the trash") }
+        } catch {
+            logger.warning("could not sweep /\(Self.unlinkedFolderName): \(DriveFSError(error).description)")
+        }
+    }
+
+    /// After a release: trashes a file whose trash waited for its last reader.
+    func trashIfLastReader(_ fileID: String) {
+        let path = handles.withLock { handles -> String? in
+            guard handles.deferredTrash[fileID] != nil, !handles.files.values.contains(where: { $0.reader?.item.fileID == fileID }) else { return nil }
+            return handles.deferredTrash.removeValue(forKey: fileID)
+        }
+        guard let path else { return }
+        Task { await trashDeferred(fileID, path: path) }
+    }
+
+    private func trashDeferred(_ fileID: String, path: String) async {
+        do {
+            try await service.trash(fileID: fileID)
+        } catch {
+            logger.warning("\(path): could not move the unlinked file to the trash: \(DriveFSError(error).description)")
+        }
+    }
+
+    /// At unmount: the trashes still waiting for readers (their descriptors are gone now).
+    public func trashDeferredFiles() async {
+        let pending = handles.withLock { handles in
+            defer { handles.deferredTrash = [:] }
+            return handles.deferredTrash
+        }
+        for (fileID, path) in pending { await trashDeferred(fileID, path: path) }
     }
 
     private func relocate(_ item: DriveItem, staged: StagedFile?, inode: InodeNumber?, to folderID: String, name: String) async throws {

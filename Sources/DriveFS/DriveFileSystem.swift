@@ -35,6 +35,10 @@ public final class DriveFileSystem: FileSystem {
         var nextCommit: UInt64 = 1
         /// Inodes with a background retry scheduled.
         var retrying: Set<InodeNumber> = []
+        /// Files unlinked or replaced while descriptors still read them: trashed when the
+        /// last of those closes (or at unmount), so readers keep their content (file_id →
+        /// path, for the log).
+        var deferredTrash: [String: String] = [:]
 
         mutating func add(_ file: OpenFile) -> UInt64 {
             let handle = next
@@ -104,10 +108,10 @@ public final class DriveFileSystem: FileSystem {
         // Local content wins: its size and time are what readers on this mount see.
         let local = item.isFolder ? nil : handles.withLock { $0.staged[record.inode] }?.snapshot
         let size = item.isFolder ? 4096 : local?.size ?? item.size
-        let modified = local?.modified ?? times.modified(for: item) ?? item.updatedAt
+        let modified = local?.modified ?? times.modified(for: item) ?? FileTime(item.updatedAt)
         return FileAttributes(
             inode: record.inode, kind: item.isFolder ? .directory : .file, permissions: permissions,
-            size: size, linkCount: item.isFolder ? 2 : 1, uid: configuration.uid,
+            size: size, linkCount: record.unlinked ? 0 : 1, uid: configuration.uid,
             gid: configuration.gid, modified: modified, changed: modified, accessed: modified)
     }
 
@@ -127,6 +131,8 @@ public final class DriveFileSystem: FileSystem {
 
     public func lookup(parent: InodeNumber, name: String) async throws -> Entry {
         do {
+            // No entry can have a longer name (and pathconf says so).
+            if name.utf8.count > Self.maximumNameLength { throw DriveFSError.nameTooLong }
             let folder = try folderRecord(parent)
             let listing = try await directories.listing(folder.item.fileID)
             guard let item = listing.byName[name] else { throw DriveFSError.notFound }
@@ -243,6 +249,7 @@ public final class DriveFileSystem: FileSystem {
         if let reader = file.reader {
             reader.close()
             if !file.writes { service.closed(fileID: reader.item.fileID) }
+            trashIfLastReader(reader.item.fileID)
         }
         if file.writes, let staged = file.staged {
             staged.update { $0.writers -= 1 }

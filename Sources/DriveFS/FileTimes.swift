@@ -1,5 +1,6 @@
 import AliyunDrive
 import Foundation
+import FUSE
 import Glibc
 import Synchronization
 
@@ -11,9 +12,37 @@ import Synchronization
 /// drive's times.
 final class FileTimes: Sendable {
     struct Entry: Codable, Sendable, Equatable {
-        var modified: Double
+        var modified: FileTime
         var size: Int64
         var contentHash: String?
+
+        init(modified: FileTime, size: Int64, contentHash: String?) {
+            self.modified = modified
+            self.size = size
+            self.contentHash = contentHash
+        }
+
+        enum CodingKeys: String, CodingKey { case seconds, nanoseconds, modified, size, contentHash }
+
+        // Seconds and nanoseconds as integers; entries from before kept a Double `modified`.
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            if let seconds = try container.decodeIfPresent(Int64.self, forKey: .seconds) {
+                modified = FileTime(seconds: seconds, nanoseconds: try container.decodeIfPresent(Int32.self, forKey: .nanoseconds) ?? 0)
+            } else {
+                modified = FileTime(try container.decode(Double.self, forKey: .modified))
+            }
+            size = try container.decode(Int64.self, forKey: .size)
+            contentHash = try container.decodeIfPresent(String.self, forKey: .contentHash)
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(modified.seconds, forKey: .seconds)
+            try container.encode(modified.nanoseconds, forKey: .nanoseconds)
+            try container.encode(size, forKey: .size)
+            try container.encodeIfPresent(contentHash, forKey: .contentHash)
+        }
     }
 
     /// nil: kept in memory only (tests, or a state directory that cannot be written).
@@ -36,14 +65,14 @@ final class FileTimes: Sendable {
     }
 
     /// The time set for `item` on this machine, if its content is still the same.
-    func modified(for item: DriveItem) -> Double? {
+    func modified(for item: DriveItem) -> FileTime? {
         guard !item.isFolder, let entry = entries.withLock({ $0[item.fileID] }), entry.size == item.size else { return nil }
         if let kept = entry.contentHash, let current = item.contentHash, kept.uppercased() != current.uppercased() { return nil }
         return entry.modified
     }
 
     /// Remembers `modified` for the server file `item` (not for folders or local files).
-    func set(_ modified: Double, for item: DriveItem) {
+    func set(_ modified: FileTime, for item: DriveItem) {
         guard !item.isFolder, let name = Self.fileName(item.fileID) else { return }
         let entry = Entry(modified: modified, size: item.size, contentHash: item.contentHash)
         let changed = entries.withLock { entries in

@@ -11,6 +11,12 @@ final class InodeTable: Sendable {
         var item: DriveItem
         var lookups: UInt64
         var generation: UInt64
+        /// Earlier file_ids that still lead here: a new file's `local:` id after its first
+        /// upload, so that an operation that looked the file up just before the upload
+        /// still finds its inode (and its current item) afterwards.
+        var aliases: [String] = []
+        /// Unlinked (or replaced by a rename) while descriptors keep it open: `st_nlink` 0.
+        var unlinked = false
     }
 
     private struct State {
@@ -56,7 +62,12 @@ final class InodeTable: Sendable {
     func replace(_ inode: InodeNumber, with item: DriveItem) {
         state.withLock { state in
             guard var record = state.records[inode] else { return }
-            if state.byFileID[record.item.fileID] == inode { state.byFileID[record.item.fileID] = nil }
+            let old = record.item.fileID
+            if old.hasPrefix(DriveFileSystem.localPrefix), old != item.fileID {
+                record.aliases.append(old)
+            } else if state.byFileID[old] == inode {
+                state.byFileID[old] = nil
+            }
             record.item = item
             state.records[inode] = record
             state.byFileID[item.fileID] = inode
@@ -78,8 +89,7 @@ final class InodeTable: Sendable {
             guard inode != Self.rootInode, var record = state.records[inode] else { return }
             record.lookups = record.lookups > count ? record.lookups - count : 0
             if record.lookups == 0 {
-                state.records[inode] = nil
-                if state.byFileID[record.item.fileID] == inode { state.byFileID[record.item.fileID] = nil }
+                Self.free(record, in: &state)
             } else {
                 state.records[inode] = record
             }
@@ -92,11 +102,20 @@ final class InodeTable: Sendable {
         state.withLock { state in
             for inode in inodes where inode != Self.rootInode {
                 guard let record = state.records[inode], record.lookups == 0 else { continue }
-                state.records[inode] = nil
-                if state.byFileID[record.item.fileID] == inode { state.byFileID[record.item.fileID] = nil }
+                Self.free(record, in: &state)
             }
         }
     }
+
+    private static func free(_ record: Record, in state: inout State) {
+        state.records[record.inode] = nil
+        for fileID in [record.item.fileID] + record.aliases where state.byFileID[fileID] == record.inode {
+            state.byFileID[fileID] = nil
+        }
+    }
+
+    /// Marks an inode unlinked (its name is gone; open descriptors keep it).
+    func markUnlinked(_ inode: InodeNumber) { state.withLock { $0.records[inode]?.unlinked = true } }
 
     var count: Int { state.withLock { $0.records.count } }
 }

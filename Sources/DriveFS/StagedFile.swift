@@ -1,6 +1,7 @@
 import AliyunDrive
 internal import CLinux
 import Foundation
+import FUSE
 import Glibc
 import HTTPTransport
 import Synchronization
@@ -21,7 +22,7 @@ final class StagedFile: Sendable {
         var uploadedVersion: UInt64 = 0
         /// Open handles that may write.
         var writers = 0
-        var modified: Double
+        var modified: FileTime
         /// `modified` was set with utimes (not by a write): kept once uploaded (`FileTimes`).
         var explicitModified = false
         /// The name was unlinked: the content is never uploaded again.
@@ -57,7 +58,7 @@ final class StagedFile: Sendable {
     private let state: Mutex<State>
 
     /// Creates an empty staging file in `directory` for `item`.
-    init(directory: String, item: DriveItem, modified: Double) throws {
+    init(directory: String, item: DriveItem, modified: FileTime) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         id = UUID().uuidString
         path = directory + "/" + id
@@ -101,7 +102,7 @@ final class StagedFile: Sendable {
             }
             state.size = max(state.size, position + Int64(done))
             state.version += 1
-            state.modified = now
+            state.modified = FileTime(now)
             state.explicitModified = false
             return done
         }
@@ -129,13 +130,16 @@ final class StagedFile: Sendable {
         try state.withLock { state in
             if size < state.hash.claim { state.hash.valid = false }
             guard ftruncate(descriptor, off_t(size)) == 0 else {
-                throw DriveFSError(errno: EIO, "staging truncate failed: \(String(cString: strerror(errno)))")
+                let code = errno
+                // Past what the staging filesystem can hold: too large, not an I/O error.
+                let mapped = code == EFBIG || code == EINVAL ? EFBIG : code == ENOSPC ? ENOSPC : EIO
+                throw DriveFSError(errno: mapped, "staging truncate failed: \(String(cString: strerror(code)))")
             }
             // Shrinking frees the blocks past the new end, reserved ones included.
             state.reserved = min(state.reserved, size)
             state.size = size
             state.version += 1
-            state.modified = now
+            state.modified = FileTime(now)
             state.explicitModified = false
         }
     }

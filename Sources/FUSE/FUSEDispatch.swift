@@ -339,15 +339,14 @@ enum Operations {
 
     /// The fields of a `setattr` that `toSet` marks (FUSE_SET_ATTR_*).
     static func changes(_ attr: stat, toSet: Int32, handle: UInt64?) -> AttributeChanges {
-        func seconds(_ time: timespec) -> Double { Double(time.tv_sec) + Double(time.tv_nsec) / 1e9 }
         var changes = AttributeChanges(handle: handle)
         if toSet & FUSE_SET_ATTR_SIZE != 0 { changes.size = Int64(attr.st_size) }
         if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = attr.st_mode & 0o7777 }
         if toSet & FUSE_SET_ATTR_UID != 0 { changes.uid = attr.st_uid }
         if toSet & FUSE_SET_ATTR_GID != 0 { changes.gid = attr.st_gid }
-        let now = Double(time(nil))
-        if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { changes.modified = now } else if toSet & FUSE_SET_ATTR_MTIME != 0 { changes.modified = seconds(attr.st_mtim) }
-        if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 { changes.accessed = now } else if toSet & FUSE_SET_ATTR_ATIME != 0 { changes.accessed = seconds(attr.st_atim) }
+        let now = FileTime.now
+        if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { changes.modified = now } else if toSet & FUSE_SET_ATTR_MTIME != 0 { changes.modified = FileTime(attr.st_mtim) }
+        if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 { changes.accessed = now } else if toSet & FUSE_SET_ATTR_ATIME != 0 { changes.accessed = FileTime(attr.st_atim) }
         return changes
     }
 

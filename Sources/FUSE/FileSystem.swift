@@ -56,14 +56,13 @@ public struct FileAttributes: Sendable, Equatable {
     public var linkCount: UInt32
     public var uid: UInt32
     public var gid: UInt32
-    /// Seconds since the epoch.
-    public var modified: Double
-    public var changed: Double
-    public var accessed: Double
+    public var modified: FileTime
+    public var changed: FileTime
+    public var accessed: FileTime
 
     public init(
         inode: InodeNumber, kind: Kind, permissions: UInt32, size: Int64, linkCount: UInt32 = 1, uid: UInt32, gid: UInt32,
-        modified: Double, changed: Double? = nil, accessed: Double? = nil
+        modified: FileTime, changed: FileTime? = nil, accessed: FileTime? = nil
     ) {
         self.inode = inode
         self.kind = kind
@@ -174,13 +173,16 @@ public struct AttributeChanges: Sendable {
     public var mode: UInt32?
     public var uid: UInt32?
     public var gid: UInt32?
-    /// Seconds since the epoch.
-    public var modified: Double?
-    public var accessed: Double?
+    /// As given (`UTIME_NOW`: the clock when the request came).
+    public var modified: FileTime?
+    public var accessed: FileTime?
     /// The open file the change came through (`ftruncate`), if any.
     public var handle: UInt64?
 
-    public init(size: Int64? = nil, mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, modified: Double? = nil, accessed: Double? = nil, handle: UInt64? = nil) {
+    public init(
+        size: Int64? = nil, mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, modified: FileTime? = nil, accessed: FileTime? = nil,
+        handle: UInt64? = nil
+    ) {
         self.size = size
         self.mode = mode
         self.uid = uid

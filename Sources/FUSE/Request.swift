@@ -126,14 +126,9 @@ extension FileAttributes {
         value.st_size = Int(size)
         value.st_blksize = 4096
         value.st_blocks = Int((size + 511) / 512)
-        value.st_mtim = Self.timespec(modified)
-        value.st_ctim = Self.timespec(changed)
-        value.st_atim = Self.timespec(accessed)
+        value.st_mtim = modified.timespec
+        value.st_ctim = changed.timespec
+        value.st_atim = accessed.timespec
         return value
-    }
-
-    static func timespec(_ seconds: Double) -> Glibc.timespec {
-        let whole = seconds.rounded(.down)
-        return Glibc.timespec(tv_sec: Int(whole), tv_nsec: Int((seconds - whole) * 1_000_000_000))
     }
 }

@@ -46,6 +46,7 @@ public enum Mounter {
         let mountpoint = request.mountpoint
         DispatchQueue.global().async { FUSESession.raiseKernelReadahead(mountpoint: mountpoint, kilobytes: 2048) }
         fileSystem.recoverPendingUploads()
+        if request.share == nil { Task { await fileSystem.sweepUnlinked() } }
         if let started = prepared.started { Task { await started() } }
         let wait = request.options.uploadWait
         let drain = DrainHandle()
@@ -66,6 +67,7 @@ public enum Mounter {
                     drain.cancel()
                 }))
         let status = session.run(handlingSignals: false)
+        _ = blocking { await fileSystem.trashDeferredFiles() }
         let pendingAtUnmount = fileSystem.pendingUploadPaths()
         if !pendingAtUnmount.isEmpty {
             logger.info(

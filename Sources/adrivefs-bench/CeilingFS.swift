@@ -27,8 +27,8 @@ final class CeilingFS: WritableFileSystem {
 
     private func attributes(_ inode: InodeNumber) -> FileAttributes {
         inode == Self.fileInode
-            ? FileAttributes(inode: inode, kind: .file, permissions: 0o644, size: size, uid: 0, gid: 0, modified: 0)
-            : FileAttributes(inode: 1, kind: .directory, permissions: 0o555, size: 0, linkCount: 2, uid: 0, gid: 0, modified: 0)
+            ? FileAttributes(inode: inode, kind: .file, permissions: 0o644, size: size, uid: 0, gid: 0, modified: FileTime(seconds: 0, nanoseconds: 0))
+            : FileAttributes(inode: 1, kind: .directory, permissions: 0o555, size: 0, linkCount: 2, uid: 0, gid: 0, modified: FileTime(seconds: 0, nanoseconds: 0))
     }
 
     func lookup(parent: InodeNumber, name: String) async throws -> Entry {

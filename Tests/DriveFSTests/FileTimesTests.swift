@@ -1,6 +1,7 @@
 import AliyunDrive
 @testable import DriveFS
 import Foundation
+import FUSE
 import Testing
 
 /// Times set on this machine: kept per file_id on disk, reported only while the file's
@@ -35,5 +36,19 @@ import Testing
         reloaded.remove(fileID: "f1")
         #expect(reloaded.modified(for: Self.item("f1")) == nil)
         #expect(FileTimes(directory: directory).modified(for: Self.item("f1")) == nil)
+    }
+
+    @Test func timesAreKeptToTheNanosecondAndOldEntriesStillRead() throws {
+        let directory = NSTemporaryDirectory() + "adrivefs-times-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let exact = [FileTime(seconds: 200_000_000, nanoseconds: 200_000_000), FileTime(seconds: 1_700_000_000, nanoseconds: 999_999_999)]
+        for (index, time) in exact.enumerated() { FileTimes(directory: directory).set(time, for: Self.item("t\(index)")) }
+        for (index, time) in exact.enumerated() { #expect(FileTimes(directory: directory).modified(for: Self.item("t\(index)")) == time) }
+        // What a Double of seconds would have made of them: the reason for integers.
+        #expect(FileTime(1_700_000_000.999999999) != exact[1])
+        // An entry written by the release that kept a Double.
+        try Data(#"{"modified":1500000000.25,"size":10,"contentHash":"AB"}"#.utf8).write(to: URL(fileURLWithPath: directory + "/old.json"))
+        #expect(FileTimes(directory: directory).modified(for: Self.item("old")) == FileTime(seconds: 1_500_000_000, nanoseconds: 250_000_000))
+        #expect(FileTime(seconds: 5, nanoseconds: -1) == FileTime(seconds: 4, nanoseconds: 999_999_999))
     }
 }

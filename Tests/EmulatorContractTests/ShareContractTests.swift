@@ -78,6 +78,10 @@ import Testing
     @Test func cancelledExpiredAndUnknownShares() async throws {
         try await withTestDrive { drive in
             let (shareID, _, _) = try await makeShare(drive, password: "")
+            // A password for a share without one: ignored, unless strict.
+            #expect(try await shareToken(drive, shareID, "zzzz").0 == 200)
+            try await drive.hook("faults", ["strict_share_pwd": true])
+            #expect(try await shareToken(drive, shareID, "zzzz").1["code"] as? String == "InvalidResource.SharePwd")
             let (unknown, unknownBody) = try await shareToken(drive, "NoSuchShare", "")
             #expect(unknown == 404)
             #expect(unknownBody["code"] as? String == "NotFound.ShareLink")

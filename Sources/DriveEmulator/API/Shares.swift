@@ -75,7 +75,9 @@ extension EmulatorState {
     func shareToken(_ request: APIRequest, _ body: JSONObject) throws -> EmulatorResponse {
         guard let shareID = body.string("share_id") else { throw APIError.invalid("share_id") }
         let share = try usableShare(shareID)
-        guard (body.string("share_pwd") ?? "") == share.password else {
+        // A password sent for a share without one is ignored (strict_share_pwd refuses it).
+        let given = body.string("share_pwd") ?? ""
+        guard given == share.password || (share.password.isEmpty && !lifetimes.strictSharePassword) else {
             throw APIError(400, "InvalidResource.SharePwd", "The resource share_pwd is not valid.")
         }
         let expiresAt = now + lifetimes.shareTokenSeconds * 1000
