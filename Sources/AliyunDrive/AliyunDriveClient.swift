@@ -142,16 +142,44 @@ public final class AliyunDriveClient: Sendable {
     private func fetchLink(fileID: String) async throws -> DownloadLink {
         let now = Date().timeIntervalSince1970
         let object = try await call("/v2/file/get_download_url", ["drive_id": driveID, "file_id": fileID, "expire_sec": 14_400])
-        guard let url = object["url"] as? String, !url.isEmpty else {
+        guard let link = Self.link(from: object, now: now) else {
             throw DriveError(.protocolViolation, "get_download_url returned no url")
         }
+        links.withLock { $0[fileID] = link }
+        return link
+    }
+
+    /// A link from a `get_download_url` answer; nil without a url.
+    static func link(from object: [String: Any], now: Double) -> DownloadLink? {
+        guard let url = object["url"] as? String, !url.isEmpty else { return nil }
         let expires = URLComponents(string: url)?.queryItems?.first { $0.name == "x-oss-expires" }?.value.flatMap(Double.init)
             ?? parseISO8601(object["expiration"] as? String)
         let referer = url.contains("x-oss-additional-headers=referer") ? "https://www.aliyundrive.com/" : nil
         let hash = (object["content_hash"] as? String).flatMap { $0.isEmpty ? nil : $0.uppercased() }
-        let link = DownloadLink(url: url, expiresAt: expires > 0 ? expires : now + 600, referer: referer, contentHash: hash)
-        links.withLock { $0[fileID] = link }
-        return link
+        return DownloadLink(url: url, expiresAt: expires > 0 ? expires : now + 600, referer: referer, contentHash: hash)
+    }
+
+    /// When the first of `fileIDs` has no cached download link, fetches in one batch call
+    /// (≤ 100 sub-requests, as aligo's `batch_download_url`) the links of those of them that
+    /// have none, so that opening them next costs no call — one call per window of files,
+    /// not one per file. Failures are ignored: a later read asks for its link alone.
+    public func prefetchDownloadLinks(fileIDs: [String]) async {
+        let now = Date().timeIntervalSince1970
+        let wanted = Array(links.withLock { links in fileIDs.filter { (links[$0]?.expiresAt ?? 0) - now <= 60 } }.prefix(100))
+        guard wanted.count > 1, wanted.first == fileIDs.first else { return }
+        let requests: [[String: any Sendable]] = wanted.map { fileID in
+            [
+                "id": fileID, "method": "POST", "url": "/file/get_download_url", "headers": ["Content-Type": "application/json"],
+                "body": ["drive_id": driveID, "file_id": fileID, "expire_sec": 14_400] as [String: any Sendable],
+            ]
+        }
+        guard let object = try? await call("/adrive/v4/batch", ["resource": "file", "requests": requests]) else { return }
+        for response in object["responses"] as? [[String: Any]] ?? [] {
+            guard let fileID = response["id"] as? String, (response["status"] as? NSNumber)?.intValue == 200,
+                let body = response["body"] as? [String: Any], let link = Self.link(from: body, now: now)
+            else { continue }
+            links.withLock { $0[fileID] = link }
+        }
     }
 
     /// The SHA-1 of the content the file's download URL serves (the cached link's), so a

@@ -396,13 +396,15 @@ struct Stats {
     var shareCopies = 0
     /// Permanent deletions (`/v3/file/delete`, `/file/delete`).
     var deletions = 0
+    /// Download URLs handed out, directly or in batches.
+    var downloadURLs = 0
 
     var json: JSONObject {
         [
             "requests": requests, "bytes_downloaded": bytesDownloaded, "bytes_uploaded": bytesUploaded,
             "bytes_uploaded_internal": bytesUploadedInternal, "connections": connections, "refreshes": refreshes,
             "rapid_uploads": rapidUploads, "total_requests": requests.values.reduce(0, +), "share_copies": shareCopies,
-            "deletions": deletions,
+            "deletions": deletions, "download_urls": downloadURLs,
         ]
     }
 }

@@ -205,6 +205,7 @@ public final class DriveFileSystem: FileSystem {
                 return OpenReply(handle: handles.add(OpenFile(staged: staged, inode: inode, directIO: direct)), keepCache: false, directIO: direct)
             }
         }
+        await prefetchLinks(from: record.item)
         let reader = FileReader(item: record.item, service: service, cache: chunks, disk: disk, configuration: configuration)
         let hash = record.item.contentHash ?? ""
         service.opened(fileID: record.item.fileID)
@@ -213,6 +214,17 @@ public final class DriveFileSystem: FileSystem {
             handles.servedHash[inode] = hash
             return OpenReply(handle: handles.add(OpenFile(reader: reader, inode: inode)), keepCache: keep)
         }
+    }
+
+    /// Files of a folder are often read in its order (`grep -r`, `cp -r`, a photo viewer):
+    /// opening one asks — in one batch call — for the download links of it and the next
+    /// ones that have none yet, instead of one call per file.
+    private func prefetchLinks(from item: DriveItem, count: Int = 32) async {
+        guard item.size > 0, !item.fileID.hasPrefix(Self.localPrefix), let listing = try? await directories.listing(item.parentID),
+            let index = listing.entries.firstIndex(where: { $0.item.fileID == item.fileID })
+        else { return }
+        let next = listing.entries[index...].lazy.map(\.item).filter { !$0.isFolder && $0.size > 0 && !$0.fileID.hasPrefix(Self.localPrefix) }
+        await service.prefetchDownloadLinks(fileIDs: Array(next.prefix(count).map(\.fileID)))
     }
 
     /// The staging file that serves this handle's reads, if any: the inode's (a reader

@@ -29,9 +29,14 @@ public protocol DriveService: Sendable {
     /// resource per file (a share's temporary copies) keeps it while any is open.
     func opened(fileID: String)
     func closed(fileID: String)
+
+    /// A hint: these files are likely to be read next (the rest of a folder read in
+    /// order); a drive may fetch what reading them needs in one go.
+    func prefetchDownloadLinks(fileIDs: [String]) async
 }
 
 extension DriveService {
+    public func prefetchDownloadLinks(fileIDs: [String]) async {}
     public func opened(fileID: String) {}
     public func closed(fileID: String) {}
 }

@@ -71,5 +71,9 @@ final class GuardedService: DriveService {
         try await guarded { try await base.copyByHash(of: source, parentID: parentID, name: name) }
     }
     func opened(fileID: String) { base.opened(fileID: fileID) }
+    func prefetchDownloadLinks(fileIDs: [String]) async {
+        guard !isDown else { return }
+        await base.prefetchDownloadLinks(fileIDs: fileIDs)
+    }
     func closed(fileID: String) { base.closed(fileID: fileID) }
 }

@@ -175,7 +175,10 @@ import Testing
             #expect(docs.contains("empty.txt"))
             #expect(try await drive.post("/v2/file/get_by_path", ["drive_id": drive.driveID, "file_path": "/Projects/adrivefs/docs/a/b/c/deep.txt"]).0 == 200)
             let account = TestDrive.object(try await drive.get("/__emulator/account").body)
-            #expect((account["shares"] as? [JSON])?.count == 1)
+            // A password-protected share and a public one.
+            let shares = account["shares"] as? [JSON] ?? []
+            #expect(shares.count == 2)
+            #expect(Set(shares.compactMap { $0["share_pwd"] as? String }) == ["demo", ""])
         }
     }
 }

@@ -87,6 +87,21 @@ struct PosixMountTests {
         }
     }
 
+    @Test func readingAFolderOfSmallFilesAsksForTheirLinksInBatches() async throws {
+        try await withMount(setup: { m in _ = try await m.drive.hook("populate", ["folder": "small", "count": 100]) }) { m in
+            _ = try m.shell("ls", m.path("small"))
+            _ = try await m.drive.hook("stats/reset")
+            let all = try m.shell("sh", "-c", "cat '\(m.path("small"))'/*")
+            #expect(all.split(separator: "\n").count == 100)
+            #expect(all.hasPrefix("file 0\n") && all.hasSuffix("file 99\n"))
+            let single = try await m.drive.requestCount("/v2/file/get_download_url")
+            let batches = try await m.drive.requestCount("/adrive/v4/batch")
+            // One call per 32 files instead of one per file (the download-URL bucket allows 10/s).
+            #expect(single + batches <= 6, "\(single) single and \(batches) batch calls for 100 files: \(m.daemonLog.suffix(3000))")
+            #expect(try await m.drive.stats()["download_urls"] as? Int ?? 0 >= 100)
+        }
+    }
+
     @Test func longNamesHugeTruncatesFolderLinksAndExactTimes() async throws {
         try await withMount { m in
             try m.shell("mkdir", "-p", m.path("tree/sub1"), m.path("tree/sub2"))

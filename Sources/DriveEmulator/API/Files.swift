@@ -163,6 +163,11 @@ extension EmulatorState {
 
     func getDownloadURL(_ request: APIRequest, _ body: JSONObject) throws -> EmulatorResponse {
         let caller = try authenticate(request)
+        return .json(200, try downloadURLOperation(caller, body))
+    }
+
+    /// `get_download_url`, direct or as a batch sub-request (aligo's `batch_download_url`).
+    func downloadURLOperation(_ caller: Caller, _ body: JSONObject) throws -> JSONObject {
         guard let driveID = body.string("drive_id"), caller.drives.contains(driveID) else {
             throw APIError(403, "ForbiddenNoPermission.File", "No Permission to access resource File")
         }
@@ -175,7 +180,8 @@ extension EmulatorState {
         guard node.kind == .file else {
             throw APIError(400, "InvalidResource.FileTypeFolder", "The resource is a folder. file type is folder")
         }
-        return .json(200, downloadURLObject(node, requested: body.int("expire_sec"), web: caller.web))
+        stats.downloadURLs += 1
+        return downloadURLObject(node, requested: body.int("expire_sec"), web: caller.web)
     }
 
     func downloadURLObject(_ node: Node, requested: Int64?, web: Bool) -> JSONObject {

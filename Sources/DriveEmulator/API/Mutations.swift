@@ -15,6 +15,7 @@ extension EmulatorState {
         "/recyclebin/restore": { try $0.restore($2, $3) },
         "/share_link/cancel": { try $0.cancelShare($2, $3) },
         "/async_task/get": { try $0.asyncTask($2, $3) },
+        "/file/get_download_url": { (200, try $0.downloadURLOperation($2, $3)) },
     ]
 
     private func direct(_ request: APIRequest, _ body: JSONObject, _ operation: Operation) throws -> EmulatorResponse {
