@@ -67,7 +67,16 @@ public enum Mounter {
                     drain.cancel()
                 }))
         let status = session.run(handlingSignals: false)
+        // Whatever happens below, the process ends: upload_wait for the uploads, a minute
+        // for the rest (each step's calls have their own timeouts), then a hard exit that
+        // says which step it cut short (pending uploads stay journaled).
+        let step = Mutex("moving files unlinked while open to the trash")
+        DispatchQueue.global().asyncAfter(deadline: .now() + wait + 60) {
+            logger.error("unmount did not finish within upload_wait + 60 s (still \(step.withLock { $0 })); exiting, pending uploads stay journaled")
+            exit(1)
+        }
         _ = blocking { await fileSystem.trashDeferredFiles() }
+        step.withLock { $0 = "waiting for uploads" }
         let pendingAtUnmount = fileSystem.pendingUploadPaths()
         if !pendingAtUnmount.isEmpty {
             logger.info(
@@ -81,7 +90,9 @@ public enum Mounter {
         } else {
             fileSystem.removeStagingDirectory()
         }
+        step.withLock { $0 = "deleting temporary share copies" }
         if let stopping = prepared.stopping { _ = blocking { await stopping() } }
+        step.withLock { $0 = "closing connections" }
         http.shutdown()
         logger.info("unmounted \(request.mountpoint)")
         return status == 0 ? 0 : 1

@@ -95,6 +95,16 @@ enum UploadBench {
         let apiCalls = requests.filter { !$0.key.hasPrefix("/oss/") && !$0.key.hasPrefix("/__emulator") }.values.compactMap { $0 as? Int }.reduce(0, +)
         rows.append(("mount → cp -r of 1,000 files of 4 KiB", String(format: "%.0f files/s", 1000 / smallTime),
                      String(format: "%.2f s; %.2f API calls per file (+ 1 part PUT each)", smallTime, Double(apiCalls) / 1000)))
+        // Reading them back (as grep -r would), with the kernel's page cache dropped (root).
+        sync()
+        if getuid() == 0 { try? "3\n".write(toFile: "/proc/sys/vm/drop_caches", atomically: false, encoding: .utf8) }
+        _ = try await api.hook("stats/reset", [:])
+        let folder = mount.mountpoint + "/bench/uploads/" + URL(fileURLWithPath: small).lastPathComponent
+        let readTime = try FileBench.timeCommand(["sh", "-c", "cat \"$0\"/* > /dev/null", folder])
+        let readRequests = (try await api.stats()["requests"] as? [String: Any]) ?? [:]
+        let readCalls = readRequests.filter { !$0.key.hasPrefix("/oss/") && !$0.key.hasPrefix("/__emulator") }.values.compactMap { $0 as? Int }.reduce(0, +)
+        rows.append(("mount → reading the 1,000 files back (cat)", String(format: "%.0f files/s", 1000 / readTime),
+                     String(format: "%.2f s; %.3f API calls per file (download links in batches of 32)", readTime, Double(readCalls) / 1000)))
         // The bench drive is kept between runs: delete what this run uploaded (and the trash
         // it made) for good, so the next run starts from the same state.
         _ = try? await api.post("/v3/file/delete", ["drive_id": api.driveID, "file_id": uploadsID])
