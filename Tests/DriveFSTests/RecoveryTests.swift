@@ -82,9 +82,9 @@ final class UploadRecordingDrive: FakeDrive, @unchecked Sendable {
                 configuration: DriveFSConfiguration(uid: 1, gid: 1, readOnly: readOnly, state: layout ?? self.layout, uploadRetryDelay: 0.05))
         }
 
-        /// Waits (bounded) until the journal is empty.
+        /// Waits (bounded: a loaded 2-core machine stretches this) until the journal is empty.
         func settled() async throws {
-            for _ in 0..<400 where !journal.entries().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0..<3000 where !journal.entries().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
             try await Task.sleep(for: .milliseconds(50))
         }
 
@@ -160,7 +160,7 @@ final class UploadRecordingDrive: FakeDrive, @unchecked Sendable {
     }
 }
 
-/// Polls `condition` for up to 5 s.
+/// Polls `condition` for up to 30 s.
 func eventuallyTrue(_ condition: () -> Bool) async throws {
-    for _ in 0..<100 where !condition() { try await Task.sleep(for: .milliseconds(50)) }
+    for _ in 0..<600 where !condition() { try await Task.sleep(for: .milliseconds(50)) }
 }
