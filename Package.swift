@@ -32,6 +32,7 @@ let package = Package(
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "CSecp256k1", linkerSettings: [.linkedLibrary("secp256k1")]),
         .target(name: "CLinux"),
+        .target(name: "CQRencode", linkerSettings: [.linkedLibrary("qrencode")]),
 
         // MARK: - Libraries
         .target(
@@ -56,7 +57,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "MountCommand",
-            dependencies: ["DriveFS", "FUSE", "AliyunDrive", "HTTPTransport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["DriveFS", "FUSE", "AliyunDrive", "HTTPTransport", "CQRencode", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "DriveEmulator",

@@ -81,7 +81,11 @@ extension EmulatorState {
     static func formBody(_ bytes: [UInt8]) -> JSONObject? {
         var object: JSONObject = [:]
         for pair in String(decoding: bytes, as: UTF8.self).split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+            // Standard form decoding: + is a space, then %XX.
+            let parts = pair.split(separator: "=", maxSplits: 1).map { part in
+                let spaced = part.replacingOccurrences(of: "+", with: " ")
+                return spaced.removingPercentEncoding ?? spaced
+            }
             if parts.count == 2 { object[parts[0]] = parts[1] } else if parts.count == 1 { object[parts[0]] = "" }
         }
         return object

@@ -16,7 +16,7 @@ extension EmulatorState {
     /// Creates the account (and its first refresh token) and the seed's tree.
     func seed(_ seed: EmulatorSeed, refreshToken: String?) throws {
         let account = Account(
-            userID: Formats.randomHex(32), userName: "138***8000", nickName: "emulator",
+            userID: Formats.randomHex(32), userName: "138***8000", nickName: "云盘用户emulator",
             backupDriveID: String(Int.random(in: 9_000_000...9_899_999)), resourceDriveID: String(Int.random(in: 9_900_000...9_999_999)),
             sboxDriveID: String(Int.random(in: 8_000_000...8_999_999)), totalSize: 1 << 40, fileSizeLimit: 100 << 30,
             createdAt: now)

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// The passport QR login that yields an app refresh token (aliyun-api.md §11).
 /// States NEW → SCANED → CONFIRMED (or EXPIRED / CANCELED), driven by test hooks.
@@ -17,20 +18,31 @@ extension EmulatorState {
 
     func qrQuery(_ request: APIRequest, _ body: JSONObject) throws -> EmulatorResponse {
         var data: JSONObject = ["resultCode": 100, "processFinished": false]
-        if let t = body.int("t"), let ck = body.string("ck"),
-            let index = persistent.qrLogins.firstIndex(where: { $0.t == t && $0.ck == ck })
-        {
+        // t and ck from the form body, or from the query string (a GET, as one client sends).
+        let t = (body.string("t") ?? request.query["t"]).flatMap { Int64($0) } ?? body.int("t")
+        let ck = body.string("ck") ?? request.query["ck"]
+        var status = QRStatus.expired
+        if let t, let ck, let index = persistent.qrLogins.firstIndex(where: { $0.t == t && $0.ck == ck }) {
             expireStaleQR(index)
             let login = persistent.qrLogins[index]
-            data["qrCodeStatus"] = login.status.rawValue
+            status = login.status
             if login.status == .confirmed, let refreshToken = login.refreshToken, let account = persistent.accounts.values.first {
                 data["bizExt"] = bizExt(account: account, refreshToken: refreshToken)
+                data["loginResult"] = "success"
                 data["processFinished"] = true
             }
-        } else {
-            data["qrCodeStatus"] = QRStatus.expired.rawValue
         }
-        return .json(200, ["content": ["data": data, "status": 0, "success": true], "hasError": false])
+        data["qrCodeStatus"] = status.rawValue
+        // content.status: NEW 0, SCANED 1, CONFIRMED 2, EXPIRED -1 with success false; the
+        // value for CANCELED is not known (aliyun-api.md §15): -2 here.
+        let code: Int = switch status {
+        case .new: 0
+        case .scanned: 1
+        case .confirmed: 2
+        case .expired: -1
+        case .canceled: -2
+        }
+        return .json(200, ["content": ["data": data, "status": code, "success": status != .expired], "hasError": false])
     }
 
     func expireStaleQR(_ index: Int) {
@@ -40,8 +52,8 @@ extension EmulatorState {
         }
     }
 
-    /// Base64 of the JSON document the passport returns; ASCII only, so its GB18030 and
-    /// UTF-8 encodings are the same bytes.
+    /// Base64 of the JSON document the passport returns, encoded in GB18030 as the real one
+    /// is (a Chinese nickname shows whether a client decodes it right).
     func bizExt(account: Account, refreshToken: String) -> String {
         let result: JSONObject = [
             "pds_login_result": [
@@ -53,7 +65,8 @@ extension EmulatorState {
                 "refreshToken": refreshToken, "status": "enabled",
             ] as JSONObject
         ]
-        return Data(JSON.encode(result)).base64EncodedString()
+        let utf8 = JSON.encode(result)
+        return Data(GB18030Encoder.encode(utf8) ?? utf8).base64EncodedString()
     }
 
     /// Test hook: moves the newest (or the given) pending login along.
@@ -81,5 +94,27 @@ extension EmulatorState {
         persistent.qrLogins[index] = login
         dirty = true
         return ["t": login.t, "status": login.status.rawValue]
+    }
+}
+
+/// UTF-8 → GB18030 with glibc's iconv, for `bizExt`.
+enum GB18030Encoder {
+    static func encode(_ utf8: [UInt8]) -> [UInt8]? {
+        let converter = iconv_open("GB18030", "UTF-8")
+        guard converter != iconv_t(bitPattern: -1) else { return nil }
+        defer { iconv_close(converter) }
+        var input = utf8.map { CChar(bitPattern: $0) }
+        var output = [CChar](repeating: 0, count: utf8.count * 2 + 16)
+        let written = input.withUnsafeMutableBufferPointer { source in
+            output.withUnsafeMutableBufferPointer { target -> Int in
+                var from = source.baseAddress
+                var fromLeft = source.count
+                var to = target.baseAddress
+                var toLeft = target.count
+                let result = iconv(converter, &from, &fromLeft, &to, &toLeft)
+                return result == -1 || fromLeft != 0 ? -1 : target.count - toLeft
+            }
+        }
+        return written < 0 ? nil : output.prefix(written).map { UInt8(bitPattern: $0) }
     }
 }
