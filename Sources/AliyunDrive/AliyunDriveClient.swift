@@ -48,6 +48,16 @@ public final class AliyunDriveClient: Sendable {
     private let itemFlights = SingleFlight<String, DriveItem>()
     private let driveIDs = Mutex<(selected: String, resource: String, backup: String)>(("", "", ""))
     private let user = Mutex("")
+    private let profile = Mutex<Account?>(nil)
+
+    /// Who is logged in and which drives the account has (from `/v2/user/get`).
+    public struct Account: Sendable, Equatable {
+        public var userID: String
+        public var nickName: String
+        public var defaultDriveID: String
+        public var resourceDriveID: String
+        public var backupDriveID: String
+    }
 
     public init(configuration: Configuration, http: any HTTPClient, refreshToken: String, limiter: RateLimiter? = nil) {
         self.configuration = configuration
@@ -85,7 +95,16 @@ public final class AliyunDriveClient: Sendable {
         guard let userID = user["user_id"] as? String, !userID.isEmpty else { throw DriveError(.protocolViolation, "/v2/user/get returned no user_id") }
         driveIDs.withLock { $0 = (selected, resource, backup) }
         self.user.withLock { $0 = userID }
+        let nick = (user["nick_name"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? user["user_name"] as? String ?? ""
+        profile.withLock {
+            $0 = Account(
+                userID: userID, nickName: nick, defaultDriveID: user["default_drive_id"] as? String ?? backup, resourceDriveID: resource,
+                backupDriveID: backup)
+        }
     }
+
+    /// The account, once `start()` returned.
+    public var account: Account? { profile.withLock { $0 } }
 
     /// The drive being served.
     public var driveID: String { driveIDs.withLock { $0.selected } }

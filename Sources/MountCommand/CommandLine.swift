@@ -4,6 +4,8 @@
 public enum Invocation: Equatable, Sendable {
     case mount(MountRequest)
     case authImport(tokenFile: String?)
+    case authStatus(LoginCommand.Options)
+    case login(LoginCommand.Options)
     case help
     case version
 }
@@ -28,6 +30,9 @@ public enum ArgumentParser {
     public static func parse(_ arguments: [String], viaMountHelper: Bool = false) throws(UsageError) -> Invocation {
         if arguments.first == "auth" {
             return try parseAuth(Array(arguments.dropFirst()))
+        }
+        if arguments.first == "login" {
+            return .login(try loginOptions(Array(arguments.dropFirst()), usage: "usage: adrivefs login [--token-file PATH] [--endpoint URL] [--passport URL]"))
         }
         var positional: [String] = []
         var optionLists: [String] = []
@@ -91,8 +96,28 @@ public enum ArgumentParser {
                 source: share?.fsname ?? source, share: share, mountpoint: positional[1], options: options, foreground: foreground, debug: debug))
     }
 
+    /// `--token-file PATH`, `--endpoint URL`, `--passport URL`.
+    static func loginOptions(_ arguments: [String], usage: String) throws(UsageError) -> LoginCommand.Options {
+        var values: [String: String] = [:]
+        var index = 0
+        while index < arguments.count {
+            let flag = arguments[index]
+            guard ["--token-file", "--endpoint", "--passport"].contains(flag), index + 1 < arguments.count else { throw UsageError(usage) }
+            let value = arguments[index + 1]
+            if flag != "--token-file", !(value.hasPrefix("http://") || value.hasPrefix("https://")) {
+                throw UsageError("\(flag): '\(value)' is not an http(s) URL")
+            }
+            values[flag] = value
+            index += 2
+        }
+        return LoginCommand.Options(tokenFile: values["--token-file"], endpoint: values["--endpoint"], passport: values["--passport"])
+    }
+
     static func parseAuth(_ arguments: [String]) throws(UsageError) -> Invocation {
-        guard arguments.first == "import" else { throw UsageError("usage: adrivefs auth import [--token-file PATH]") }
+        if arguments.first == "status" {
+            return .authStatus(try loginOptions(Array(arguments.dropFirst()), usage: "usage: adrivefs auth status [--token-file PATH] [--endpoint URL]"))
+        }
+        guard arguments.first == "import" else { throw UsageError("usage: adrivefs auth import|status [--token-file PATH]") }
         var tokenFile: String?
         var index = 1
         while index < arguments.count {
@@ -116,6 +141,8 @@ public enum ArgumentParser {
 
     public static let usage = """
         usage: adrivefs SOURCE MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d]
+               adrivefs login [--token-file PATH] [--endpoint URL] [--passport URL]
+               adrivefs auth status [--token-file PATH] [--endpoint URL]
                adrivefs auth import [--token-file PATH]   (reads a refresh token on stdin)
 
         SOURCE is 'adrive' (your own drive, read-write), or a share — share:SHARE_ID or

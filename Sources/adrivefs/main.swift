@@ -20,6 +20,10 @@ case .help:
     }
 case .version:
     print("adrivefs \(AdrivefsVersion.current)")
+case .login(let options):
+    exit(LoginCommand.login(options))
+case .authStatus(let options):
+    exit(LoginCommand.status(options))
 case .authImport(let tokenFile):
     do {
         try Mounter.importToken(tokenFile: tokenFile)

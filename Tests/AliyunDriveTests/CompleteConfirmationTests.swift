@@ -73,3 +73,19 @@ import Testing
         }
     }
 }
+
+/// `bizExt` of a confirmed QR login: Base64 of GB18030 JSON.
+@Suite struct BizExtTests {
+    @Test func aChineseNicknameSurvivesGB18030AndURLSafeUnpaddedBase64() throws {
+        let json = #"{"pds_login_result":{"refreshToken":"r1","nickName":"阿里云盘用户","userId":"u1","defaultDriveId":"9"}}"#
+        let gb = try #require(GB18030.encode(json))
+        #expect(gb != Array(json.utf8), "GB18030 bytes differ from UTF-8 for Chinese text")
+        let standard = Data(gb).base64EncodedString()
+        let urlSafe = standard.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        for text in [standard, urlSafe] {
+            let result = try #require(PassportClient.loginResult(bizExt: text))
+            #expect(result == .init(refreshToken: "r1", nickName: "阿里云盘用户", userID: "u1", defaultDriveID: "9"))
+        }
+        #expect(PassportClient.loginResult(bizExt: "not base64!") == nil)
+    }
+}

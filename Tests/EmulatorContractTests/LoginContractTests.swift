@@ -1,3 +1,4 @@
+import AliyunDrive
 import EmulatorTestSupport
 import Foundation
 import HTTPTransport
@@ -32,8 +33,13 @@ import Testing
             let confirmed = try await query(drive, t: t, ck: ck)
             #expect(confirmed["qrCodeStatus"] as? String == "CONFIRMED")
             let bizExt = try #require(confirmed["bizExt"] as? String)
+            // Base64 of GB18030, as the real passport sends it: not valid UTF-8 (the nickname is Chinese).
             let decoded = try #require(Data(base64Encoded: bizExt))
-            let result = try #require((try JSONSerialization.jsonObject(with: decoded) as? JSON)?["pds_login_result"] as? JSON)
+            #expect(String(data: decoded, encoding: .utf8) == nil)
+            let text = try #require(GB18030.decode(Array(decoded)))
+            let result = try #require((try JSONSerialization.jsonObject(with: Data(text.utf8)) as? JSON)?["pds_login_result"] as? JSON)
+            #expect(result["nickName"] as? String == "云盘用户emulator")
+            #expect(confirmed["loginResult"] as? String == "success")
             let refreshToken = try #require(result["refreshToken"] as? String)
             let (status, _) = try await drive.post("/v2/account/token", ["refresh_token": refreshToken], auth: false)
             #expect(status == 200)
@@ -53,8 +59,18 @@ import Testing
             try await drive.hook("faults", ["advance_clock": 181])
             #expect(try await query(drive, t: t3, ck: ck3)["qrCodeStatus"] as? String == "EXPIRED")
             // Confirming without a scan is refused by the hook.
-            let (_, _) = try await generate(drive)
+            let (t4, ck4) = try await generate(drive)
             #expect(try await drive.hook("qr/confirm")["code"] as? String == "InvalidState.QRCode")
+            // content.status per state, success false only for EXPIRED; t/ck in the query of a GET too.
+            func content(_ t: Int, _ ck: String) async throws -> JSON {
+                let url = drive.base + "/newlogin/qrcode/query.do?t=\(t)&ck=\(ck.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ck)"
+                return try #require(TestDrive.object(try await drive.http.execute(HTTPRequest(url: url)).body)["content"] as? JSON)
+            }
+            let fresh = try await content(t4, ck4)
+            #expect(fresh["status"] as? Int == 0 && fresh["success"] as? Bool == true)
+            #expect((fresh["data"] as? JSON)?["qrCodeStatus"] as? String == "NEW")
+            let expired = try await content(t, ck)
+            #expect(expired["status"] as? Int == -1 && expired["success"] as? Bool == false)
         }
     }
 }

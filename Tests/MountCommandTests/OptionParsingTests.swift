@@ -111,3 +111,17 @@ import Testing
         }
     }
 }
+
+@Suite struct LoginParsingTests {
+    @Test func loginAndAuthStatusTakeTheirFlags() throws {
+        #expect(try ArgumentParser.parse(["login"]) == .login(.init()))
+        #expect(try ArgumentParser.parse(["login", "--endpoint", "http://127.0.0.1:1", "--token-file", "/t"])
+            == .login(.init(tokenFile: "/t", endpoint: "http://127.0.0.1:1")))
+        guard case .login(let options) = try ArgumentParser.parse(["login", "--endpoint", "http://e"]) else { return }
+        #expect(options.passport == "http://e", "the emulator answers the passport paths on its one base URL")
+        #expect(LoginCommand.Options().passport == "https://passport.aliyundrive.com")
+        #expect(try ArgumentParser.parse(["auth", "status", "--token-file", "/t"]) == .authStatus(.init(tokenFile: "/t")))
+        #expect(throws: UsageError.self) { try ArgumentParser.parse(["login", "--endpoint", "ftp://x"]) }
+        #expect(throws: UsageError.self) { try ArgumentParser.parse(["login", "--bogus"]) }
+    }
+}
