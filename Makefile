@@ -8,10 +8,13 @@
 PREFIX      ?= /usr/local
 BINDIR      ?= $(PREFIX)/bin
 MANDIR      ?= $(PREFIX)/share/man/man1
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+FUSERMOUNT  ?= /usr/bin/fusermount3
 SWIFT       ?= swift
 DEMO_PORT   ?= 8787
 DEMO_MNT    ?= ./mnt
-APT_PACKAGES = fuse3 libfuse3-dev libcurl4-openssl-dev libsecp256k1-dev libqrencode-dev curl groff-base openssl attr socat rsync
+APT_PACKAGES = fuse3 libfuse3-dev libcurl4-openssl-dev libsecp256k1-dev libqrencode-dev libsystemd-dev curl groff-base openssl attr socat rsync
 
 .PHONY: all build deps test lint-man bench install uninstall demo demo-stop clean
 
@@ -58,10 +61,14 @@ install: deps
 	install -m 0755 .build/release/adrivefs $(DESTDIR)$(BINDIR)/adrivefs
 	install -m 0755 .build/release/adrivefs-emulator $(DESTDIR)$(BINDIR)/adrivefs-emulator
 	install -m 0644 man/*.1 $(DESTDIR)$(MANDIR)/
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR)
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@FUSERMOUNT@|$(FUSERMOUNT)|g' systemd/adrivefs@.service.in > $(DESTDIR)$(UNITDIR)/adrivefs@.service
+	install -m 0644 $(DESTDIR)$(UNITDIR)/adrivefs@.service $(DESTDIR)$(USERUNITDIR)/adrivefs@.service
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/adrivefs $(DESTDIR)$(BINDIR)/adrivefs-emulator
 	rm -f $(DESTDIR)$(MANDIR)/adrivefs.1 $(DESTDIR)$(MANDIR)/adrivefs-emulator.1
+	rm -f $(DESTDIR)$(UNITDIR)/adrivefs@.service $(DESTDIR)$(USERUNITDIR)/adrivefs@.service
 
 # The no-account demo: the emulator with the demo drive, mounted on $(DEMO_MNT).
 demo: build

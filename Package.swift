@@ -33,6 +33,7 @@ let package = Package(
         .target(name: "CSecp256k1", linkerSettings: [.linkedLibrary("secp256k1")]),
         .target(name: "CLinux"),
         .target(name: "CQRencode", linkerSettings: [.linkedLibrary("qrencode")]),
+        .target(name: "CSystemd", linkerSettings: [.linkedLibrary("systemd")]),
 
         // MARK: - Libraries
         .target(
@@ -57,7 +58,9 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "MountCommand",
-            dependencies: ["DriveFS", "FUSE", "AliyunDrive", "HTTPTransport", "CQRencode", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "DriveFS", "FUSE", "AliyunDrive", "HTTPTransport", "CQRencode", "CSystemd", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         .target(
             name: "DriveEmulator",

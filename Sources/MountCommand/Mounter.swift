@@ -40,6 +40,7 @@ public enum Mounter {
         }
         let (session, http, fileSystem) = (prepared.session, prepared.http, prepared.fileSystem)
         ready(nil)
+        ServiceManager.ready()
         logger.info("mounted \(request.source) on \(request.mountpoint)")
         for note in prepared.notes { logger.info("\(note)") }
         // In the background: the stat inside blocks until the session below serves requests.
@@ -66,7 +67,18 @@ public enum Mounter {
                     logger.info("signal received again: no longer waiting for uploads")
                     drain.cancel()
                 }))
+        // STATUS= for systemctl status: what waits for the drive.
+        let reporter = DispatchSource.makeTimerSource(queue: .global())
+        reporter.schedule(deadline: .now() + 5, repeating: 5)
+        reporter.setEventHandler {
+            let pending = fileSystem.pendingUploadPaths().count
+            ServiceManager.status(pending == 0 ? "mounted" : "mounted; \(pending) upload(s) pending")
+        }
+        reporter.resume()
         let status = session.run(handlingSignals: false)
+        reporter.cancel()
+        let waiting = fileSystem.pendingUploadPaths().count
+        ServiceManager.stopping(waiting == 0 ? "unmounting" : "unmounting; waiting for \(waiting) upload(s)")
         // Whatever happens below, the process ends: upload_wait for the uploads, a minute
         // for the rest (each step's calls have their own timeouts), then a hard exit that
         // says which step it cut short (pending uploads stay journaled).
