@@ -36,6 +36,7 @@ extension AliyunDriveClient {
                 method: "POST", url: configuration.endpoint + path, headers: headers, body: .bytes(payload),
                 timeouts: .init(connect: .seconds(10), stallTime: configuration.stallTimeout))
             let response: HTTPResponse
+            counters.withLock { $0.calls += 1 }
             do {
                 response = try await http.execute(request)
             } catch let error as HTTPTransportError {
@@ -60,6 +61,7 @@ extension AliyunDriveClient {
                 await tokens.invalidateSession()
                 continue
             }
+            if response.status == 429 || error.code == "ParamFlowException" { counters.withLock { $0.throttled += 1 } }
             if (response.status == 429 || response.status >= 500 || error.code == "ParamFlowException"), attempt < maxAttempts {
                 try await backoff(attempt: attempt, retryAfter: Self.retryAfter(response))
                 continue

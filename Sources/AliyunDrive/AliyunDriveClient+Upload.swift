@@ -12,11 +12,14 @@ public struct UploadOptions: Sendable {
     /// Files up to this size skip the pre-hash probe and send the full hash at once
     /// (hashing them costs less than the extra round trip).
     public var probeThreshold: Int64
+    /// Told the bytes sent so far after each part (for `adrivefs status`).
+    public var progress: (@Sendable (Int64) -> Void)?
 
-    public init(rapid: Bool = true, internalURLs: Bool = false, probeThreshold: Int64 = 1 << 20) {
+    public init(rapid: Bool = true, internalURLs: Bool = false, probeThreshold: Int64 = 1 << 20, progress: (@Sendable (Int64) -> Void)? = nil) {
         self.rapid = rapid
         self.internalURLs = internalURLs
         self.probeThreshold = probeThreshold
+        self.progress = progress
     }
 }
 
@@ -151,6 +154,7 @@ extension AliyunDriveClient {
             let length = min(partSize, size - offset)
             sent += try await putPart(
                 part, of: (fileID, uploadID, partCount), path: path, offset: offset, length: length, urls: &urls, options: options)
+            options.progress?(offset + length)
         }
         let item = try await complete(fileID: fileID, uploadID: uploadID, name: name, size: size, hash: hash)
         try await verify(item, size: size, hash: try await hash())

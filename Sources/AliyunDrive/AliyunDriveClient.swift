@@ -49,6 +49,10 @@ public final class AliyunDriveClient: Sendable {
     private let driveIDs = Mutex<(selected: String, resource: String, backup: String)>(("", "", ""))
     private let user = Mutex("")
     private let profile = Mutex<Account?>(nil)
+    /// API calls sent, and answers that said to slow down (429, ParamFlowException).
+    let counters = Mutex((calls: 0, throttled: 0))
+
+    public var callCounts: (calls: Int, throttled: Int) { counters.withLock { $0 } }
 
     /// Who is logged in and which drives the account has (from `/v2/user/get`).
     public struct Account: Sendable, Equatable {

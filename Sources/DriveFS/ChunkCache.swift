@@ -21,6 +21,9 @@ final class ChunkCache: Sendable {
         var chunks: [Key: Entry] = [:]
         var bytes = 0
         var clock: UInt64 = 0
+        /// Lookups that found the chunk (cached or downloading) / that had to start it.
+        var hits = 0
+        var misses = 0
     }
 
     let capacity: Int
@@ -32,6 +35,7 @@ final class ChunkCache: Sendable {
     func cached(_ key: Key) -> ChunkBuffer? {
         state.withLock { state in
             guard let entry = state.chunks[key], !entry.buffer.failed else { return nil }
+            state.hits += 1
             state.clock += 1
             state.chunks[key]?.lastUse = state.clock
             return entry.buffer
@@ -46,8 +50,10 @@ final class ChunkCache: Sendable {
             state.clock += 1
             if let entry = state.chunks[key], !entry.buffer.failed {
                 state.chunks[key]?.lastUse = state.clock
+                state.hits += 1
                 return (entry.buffer, false)
             }
+            state.misses += 1
             if let stale = state.chunks.removeValue(forKey: key) { state.bytes -= stale.buffer.capacity }
             let buffer = ChunkBuffer(capacity: length)
             let download = Task {
@@ -88,4 +94,5 @@ final class ChunkCache: Sendable {
     }
 
     var usedBytes: Int { state.withLock { $0.bytes } }
+    var counts: (hits: Int, misses: Int) { state.withLock { ($0.hits, $0.misses) } }
 }

@@ -98,6 +98,14 @@ final class DirectoryCache: Sendable {
         }
     }
 
+    /// Drops every cached listing (local entries of files not uploaded yet stay).
+    func invalidateAll() {
+        state.withLock { state in
+            for folderID in Array(state.listings.keys) { state.mutated(folderID) }
+            state.listings = [:]
+        }
+    }
+
     /// Applies an own mutation to a folder's cached server items (if cached), so the
     /// change shows at once without a new listing call.
     func update(_ folderID: String, _ change: (inout [DriveItem]) -> Void) {

@@ -409,8 +409,11 @@ extension DriveFileSystem: WritableFileSystem {
         }
         let result: UploadResult
         do {
-            result = try await service.upload(
-                path: staged.path, parentID: item.parentID, name: item.name, options: configuration.uploadOptions, contentHash: source)
+            var options = configuration.uploadOptions
+            let (activity, id) = (uploads, staged.id)
+            activity.started(id, path: path, size: start.size)
+            options.progress = { activity.sent(id, bytes: $0) }
+            result = try await service.upload(path: staged.path, parentID: item.parentID, name: item.name, options: options, contentHash: source)
         } catch {
             staged.releaseReservation()
             // It stays pending: now it must survive a system crash too. Synced content
@@ -429,6 +432,7 @@ extension DriveFileSystem: WritableFileSystem {
                 try? journal.record(final, durable: true)
             }
             let mapped = DriveFSError(error)
+            uploads.failed(staged.id, path: path, error: mapped.description)
             if staged.snapshot.version == start.version {
                 if mapped.errno == EFBIG {
                     // Retrying cannot help until the content changes (or the account's limit does: next mount).
@@ -456,6 +460,7 @@ extension DriveFileSystem: WritableFileSystem {
         inodes.replace(inode, with: uploaded)
         directories.uploaded(uploaded, replacing: item.fileID)
         journal.remove(id: staged.id)
+        uploads.succeeded(staged.id)
         space.withLock { $0 = nil }
         let size = Self.formatSize(start.size)
         if result.rapid {
@@ -631,6 +636,7 @@ extension DriveFileSystem: WritableFileSystem {
             if let staged {
                 staged.update { $0.unlinked = true }
                 self.journal.remove(id: staged.id)
+                self.uploads.dropped(staged.id)
             }
             if let inode = self.inodes.inode(ofFileID: current.fileID) { self.inodes.markUnlinked(inode) }
         }

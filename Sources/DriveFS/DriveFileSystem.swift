@@ -59,6 +59,11 @@ public final class DriveFileSystem: FileSystem {
     let now: @Sendable () -> Double
     let logger = Logger(label: "adrivefs.vfs")
     let journal: UploadJournal
+    /// What uploads are doing (for `adrivefs status`).
+    public let uploads: UploadActivity
+    /// Reads waiting for the drive right now.
+    let readsInFlight = Mutex(0)
+    let started: Double
     /// This mount's journal and staging folders, locked while it lives.
     let own: MountDirectories
     let times: FileTimes
@@ -82,6 +87,8 @@ public final class DriveFileSystem: FileSystem {
         } catch {
             throw DriveFSError(errno: EIO, "cannot use the disk cache \(configuration.diskCacheDirectory): \(error.localizedDescription)")
         }
+        uploads = UploadActivity(now: now)
+        started = now()
         let own = MountDirectories(layout: configuration.state)
         self.own = own
         journal = UploadJournal(directory: configuration.journalDirectory) { _ = try own.journal() }
@@ -241,6 +248,8 @@ public final class DriveFileSystem: FileSystem {
         let file = try source(inode, handle)
         if let staged = file.staged { return try staged.read(at: offset, size: size)[...] }
         guard let reader = file.reader else { throw DriveFSError.badHandle }
+        readsInFlight.withLock { $0 += 1 }
+        defer { readsInFlight.withLock { $0 -= 1 } }
         do {
             return try await reader.read(offset: offset, size: size)
         } catch {

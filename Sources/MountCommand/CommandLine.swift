@@ -6,6 +6,8 @@ public enum Invocation: Equatable, Sendable {
     case authImport(tokenFile: String?)
     case authStatus(LoginCommand.Options)
     case login(LoginCommand.Options)
+    case status(StatusCommand.Options)
+    case refresh(path: String?)
     case help
     case version
 }
@@ -30,6 +32,23 @@ public enum ArgumentParser {
     public static func parse(_ arguments: [String], viaMountHelper: Bool = false) throws(UsageError) -> Invocation {
         if arguments.first == "auth" {
             return try parseAuth(Array(arguments.dropFirst()))
+        }
+        if arguments.first == "status" {
+            var options = StatusCommand.Options()
+            for argument in arguments.dropFirst() {
+                switch argument {
+                case "--json": options.json = true
+                case "--watch": options.watch = true
+                case let path where !path.hasPrefix("-") && options.path == nil: options.path = path
+                default: throw UsageError("usage: adrivefs status [MOUNTPOINT] [--json] [--watch]")
+                }
+            }
+            if options.json && options.watch { throw UsageError("--json and --watch do not go together") }
+            return .status(options)
+        }
+        if arguments.first == "refresh" {
+            guard arguments.count <= 2, !(arguments.dropFirst().first?.hasPrefix("-") ?? false) else { throw UsageError("usage: adrivefs refresh [PATH]") }
+            return .refresh(path: arguments.dropFirst().first)
         }
         if arguments.first == "login" {
             return .login(try loginOptions(Array(arguments.dropFirst()), usage: "usage: adrivefs login [--token-file PATH] [--endpoint URL] [--passport URL]"))
@@ -143,6 +162,8 @@ public enum ArgumentParser {
         usage: adrivefs SOURCE MOUNTPOINT [-o OPTION[,OPTION...]] [-f] [-d]
                adrivefs login [--token-file PATH] [--endpoint URL] [--passport URL]
                adrivefs auth status [--token-file PATH] [--endpoint URL]
+               adrivefs status [MOUNTPOINT] [--json] [--watch]
+               adrivefs refresh [PATH]              (drop cached listings; also SIGHUP)
                adrivefs auth import [--token-file PATH]   (reads a refresh token on stdin)
 
         SOURCE is 'adrive' (your own drive, read-write), or a share — share:SHARE_ID or

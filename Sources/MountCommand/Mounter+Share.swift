@@ -59,7 +59,7 @@ extension Mounter {
         let session = try mount(fileSystem, request, at: mountpoint, http: http)
         return Prepared(
             session: session, http: http, fileSystem: fileSystem, started: { await drive.start() }, stopping: { await drive.shutdown() },
-            notes: notes)
+            notes: notes, account: owner)
     }
 
     /// The password: `ADRIVEFS_SHARE_PWD`, else `share_pwd_file` (the password alone, or

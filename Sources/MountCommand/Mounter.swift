@@ -39,6 +39,21 @@ public enum Mounter {
             return 1
         }
         let (session, http, fileSystem) = (prepared.session, prepared.http, prepared.fileSystem)
+        // The control socket (adrivefs status / refresh) and SIGHUP (refresh).
+        let started = Date()
+        let control = try? ControlServer(path: ControlSocket.path(for: request.mountpoint)) { command in
+            switch command {
+            case "status": return StatusReport.json(request, prepared, since: started)
+            case "refresh":
+                prepared.fileSystem.refresh()
+                return ["ok": true]
+            default: return ["error": "unknown request '\(command)' (status, refresh)"]
+            }
+        }
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hangup.setEventHandler { prepared.fileSystem.refresh() }
+        hangup.resume()
         ready(nil)
         ServiceManager.ready()
         logger.info("mounted \(request.source) on \(request.mountpoint)")
@@ -105,13 +120,15 @@ public enum Mounter {
         step.withLock { $0 = "deleting temporary share copies" }
         if let stopping = prepared.stopping { _ = blocking { await stopping() } }
         step.withLock { $0 = "closing connections" }
+        control?.stop()
+        hangup.cancel()
         http.shutdown()
         logger.info("unmounted \(request.mountpoint)")
         return status == 0 ? 0 : 1
     }
 
     /// A mount ready to serve, and what its source does once mounted and before exit.
-    struct Prepared {
+    struct Prepared: Sendable {
         var session: FUSESession
         var http: CurlHTTPClient
         var fileSystem: DriveFileSystem
@@ -119,6 +136,8 @@ public enum Mounter {
         var stopping: (@Sendable () async -> Void)? = nil
         /// Logged once the mount is live (before that, stderr is the user's terminal).
         var notes: [String] = []
+        /// Who is logged in (for `adrivefs status`), and the client's call counts.
+        var account: AliyunDriveClient? = nil
     }
 
     static func prepare(_ request: MountRequest) throws -> Prepared {
@@ -162,7 +181,7 @@ public enum Mounter {
             http.shutdown()
             throw UsageError(describe(error, endpoint: options.endpoint, rootID: options.rootID))
         }
-        return Prepared(session: try mount(fileSystem, request, at: mountpoint, http: http), http: http, fileSystem: fileSystem)
+        return Prepared(session: try mount(fileSystem, request, at: mountpoint, http: http), http: http, fileSystem: fileSystem, account: client)
     }
 
     /// The FUSE session, mounted.

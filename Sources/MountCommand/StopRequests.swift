@@ -1,4 +1,4 @@
-/// What SIGINT, SIGTERM and SIGHUP mean over a mount's life: the first unmounts; at
+/// What SIGINT and SIGTERM mean over a mount's life: the first unmounts; at
 /// unmount, pending uploads are waited for (up to `upload_wait`) and the first signal is
 /// answered by saying what is waited for; a second signal ends the wait at once, leaving
 /// what is still pending journaled for the next mount. systemd sends SIGTERM and, after its

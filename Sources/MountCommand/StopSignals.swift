@@ -2,7 +2,7 @@ import Dispatch
 import Glibc
 import Synchronization
 
-/// Takes SIGINT, SIGTERM and SIGHUP for the whole life of a mount — while it serves and
+/// Takes SIGINT and SIGTERM for the whole life of a mount — while it serves and
 /// while unmount waits for uploads — and carries out what `StopRequests` decides. The
 /// signals are taken by dispatch sources (any thread); the actions are the caller's.
 final class StopSignals: Sendable {
@@ -17,7 +17,7 @@ final class StopSignals: Sendable {
     private nonisolated(unsafe) var sources: [any DispatchSourceSignal] = []
 
     init() {
-        sources = [SIGINT, SIGTERM, SIGHUP].map { number -> any DispatchSourceSignal in
+        sources = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler { [weak self] in self?.received() }

@@ -24,6 +24,10 @@ case .login(let options):
     exit(LoginCommand.login(options))
 case .authStatus(let options):
     exit(LoginCommand.status(options))
+case .status(let options):
+    exit(StatusCommand.status(options))
+case .refresh(let path):
+    exit(StatusCommand.refresh(path: path))
 case .authImport(let tokenFile):
     do {
         try Mounter.importToken(tokenFile: tokenFile)

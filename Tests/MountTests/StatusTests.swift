@@ -1,0 +1,83 @@
+import DriveEmulator
+import EmulatorTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// `adrivefs status` and `adrivefs refresh` against real mounts: an upload in progress with
+/// growing bytes sent, a failing one pending with its error, a socket only its user can
+/// use, and listings dropped on request (and on SIGHUP).
+@Suite(.serialized, .enabled(if: FUSEAvailability.canMount, "\(FUSEAvailability.problem ?? "")"))
+struct StatusTests {
+    static func status(_ m: MountedDrive) throws -> [[String: Any]] {
+        let (code, out, _) = try MountedDrive.run([MountedDrive.binary, "status", m.mountpoint, "--json"], environment: m.environment)
+        guard code == 0 else { return [] }
+        return (try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: Any]]) ?? []
+    }
+
+    @Test func anUploadShowsItsProgressAndAFailingOneWaitsWithItsError() async throws {
+        try await withMount(allow: ["upload", "retry", "failed", "pending", "InternalError"]) { m in
+            let local = m.directory.appendingPathComponent("big.bin").path
+            // New content each run, made fast (a Swift loop in a debug build is slow for 512 MiB).
+            try m.shell("sh", "-c", "head -c \(512 << 20) /dev/urandom > '\(local)'")
+            let copy = Process()
+            copy.executableURL = URL(fileURLWithPath: "/bin/cp")
+            copy.arguments = [local, m.path("big.bin")]
+            try copy.run()
+            var sent: [Int] = []
+            for _ in 0..<600 where copy.isRunning {
+                if let upload = (try Self.status(m).first?["uploads_in_progress"] as? [[String: Any]])?.first,
+                    upload["path"] as? String == "big.bin", let bytes = upload["sent"] as? Int
+                {
+                    #expect(upload["size"] as? Int == 512 << 20)
+                    if sent.last != bytes { sent.append(bytes) }
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            copy.waitUntilExit()
+            #expect(copy.terminationStatus == 0)
+            #expect(sent.count >= 2, "bytes sent seen growing: \(sent)")
+            #expect(sent == sent.sorted())
+            #expect((try Self.status(m).first?["uploads_in_progress"] as? [Any])?.isEmpty == true)
+
+            // A failing upload: pending, with the error.
+            _ = try await m.drive.hook("faults", ["clear": true, "rules": [["path": "/adrive/v2/file/createWithFolders", "status": 503, "probability": 1]]])
+            _ = try? m.shell("sh", "-c", "echo x > '\(m.path("stuck.txt"))'")
+            let pending = try #require((try Self.status(m).first?["uploads_pending"] as? [[String: Any]])?.first)
+            #expect(pending["path"] as? String == "stuck.txt")
+            #expect((pending["error"] as? String)?.isEmpty == false)
+            let (_, text, _) = try MountedDrive.run([MountedDrive.binary, "status"], environment: m.environment)
+            #expect(text.contains("adrive on \(m.mountpoint)") && text.contains("waiting to retry stuck.txt"))
+            #expect(!text.contains(SecretFile(path: m.tokenFile)))
+            _ = try await m.drive.hook("faults", ["clear": true])
+        }
+    }
+
+    @Test func theControlSocketIsPrivateAndRefreshDropsListings() async throws {
+        try await withMount(options: ["dir_cache_ttl=300"]) { m in
+            // Only its user: the folder 0700, the socket 0600, and another user is refused.
+            let sockets = try FileManager.default.contentsOfDirectory(atPath: "/run/adrivefs").filter { $0.hasSuffix(".sock") }
+            #expect(!sockets.isEmpty)
+            #expect(try FileManager.default.attributesOfItem(atPath: "/run/adrivefs")[.posixPermissions] as? Int == 0o700)
+            for socket in sockets {
+                #expect(try FileManager.default.attributesOfItem(atPath: "/run/adrivefs/" + socket)[.posixPermissions] as? Int == 0o600)
+            }
+            let (refused, _, why) = try MountedDrive.run(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "socat", "-", "UNIX-CONNECT:/run/adrivefs/" + (sockets.first ?? "")])
+            #expect(refused != 0 && why.contains("Permission denied"), "another user could connect: \(why)")
+
+            #expect(try m.shell("ls", m.path("Music")) == "")
+            _ = try await m.drive.upload("new.txt", Array("made elsewhere\n".utf8), in: try #require(try await m.remoteFile("/Music")?["file_id"] as? String))
+            #expect(try m.shell("ls", m.path("Music")) == "", "cached for dir_cache_ttl")
+            let (code, _, _) = try MountedDrive.run([MountedDrive.binary, "refresh", m.path("Music")], environment: m.environment)
+            #expect(code == 0)
+            #expect(try m.shell("ls", m.path("Music")) == "new.txt\n")
+            // SIGHUP does the same.
+            _ = try await m.drive.upload("second.txt", Array("2\n".utf8), in: try #require(try await m.remoteFile("/Music")?["file_id"] as? String))
+            kill(try #require(m.daemonPID), SIGHUP)
+            let shown = try await eventually(5) { try m.shell("ls", m.path("Music")).contains("second.txt") ? true : nil }
+            #expect(shown == true)
+            #expect(m.isMounted, "SIGHUP does not unmount")
+        }
+    }
+}
