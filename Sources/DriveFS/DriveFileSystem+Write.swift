@@ -789,7 +789,8 @@ extension DriveFileSystem: WritableFileSystem {
         return parts.reversed().joined(separator: "/")
     }
 
-    static func formatSize(_ bytes: Int64) -> String {
+    /// `3.1 KiB`, `1.2 GiB`: sizes as logs and `adrivefs status` show them.
+    public static func formatSize(_ bytes: Int64) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]
         var value = Double(bytes)
         var unit = 0
