@@ -106,6 +106,7 @@ extension DriveEmulator {
                     return .json(200, ["rules": [Any]()])
                 case ("POST", "/__emulator/faults"):
                     try state.applyFaults(body)
+                    link.model = try Self.link(body, current: link.model)
                     return .json(200, ["ok": true, "rules": state.faults.rules.count])
                 case ("POST", let path) where path.hasPrefix("/__emulator/qr/"):
                     let action = String(path.dropFirst("/__emulator/qr/".count))
@@ -119,6 +120,28 @@ extension DriveEmulator {
                 return APIError(500, "InternalError", "\(error)").response
             }
         }
+    }
+}
+
+extension DriveEmulator {
+    /// The link after the faults hook's `link_profile` (a name) and single settings
+    /// (`api_latency_ms`, `data_latency_ms`, `download_rate`, `upload_rate`,
+    /// `total_download_rate`, `total_upload_rate`; bytes per second, 0 = no limit).
+    static func link(_ body: JSONObject, current: LinkModel) throws(APIError) -> LinkModel {
+        var link = current
+        if let name = body.string("link_profile") {
+            guard let profile = LinkModel.profile(name) else {
+                throw APIError.invalid("link_profile", "one of: " + LinkModel.profiles.map(\.name).joined(separator: ", "))
+            }
+            link = profile
+        }
+        if let value = body.int("api_latency_ms") { link.apiLatency = Double(value) / 1000 }
+        if let value = body.int("data_latency_ms") { link.dataLatency = Double(value) / 1000 }
+        if let value = body.int("download_rate") { link.downloadRate = Double(value) }
+        if let value = body.int("upload_rate") { link.uploadRate = Double(value) }
+        if let value = body.int("total_download_rate") { link.totalDownloadRate = Double(value) }
+        if let value = body.int("total_upload_rate") { link.totalUploadRate = Double(value) }
+        return link
     }
 }
 

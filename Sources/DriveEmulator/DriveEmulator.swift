@@ -24,11 +24,14 @@ public final class DriveEmulator: Sendable {
         public var port: Int
         /// Port of the internal-upload listener (0: a free one).
         public var internalPort: Int
+        /// The link clients reach the emulator over (latency, rates); changeable at run time.
+        public var link: LinkModel
 
         public init(
             dataDirectory: String? = nil, seed: EmulatorSeed = .none, refreshToken: String? = nil, host: String = "127.0.0.1",
-            port: Int = 0, internalPort: Int = 0
+            port: Int = 0, internalPort: Int = 0, link: LinkModel = LinkModel()
         ) {
+            self.link = link
             self.dataDirectory = dataDirectory
             self.seed = seed
             self.refreshToken = refreshToken
@@ -47,6 +50,8 @@ public final class DriveEmulator: Sendable {
 
     private let offline = Atomic<Bool>(false)
     var isOffline: Bool { offline.load(ordering: .relaxed) }
+    /// The link model in force (faults hook: `link_profile`, `api_latency_ms`, …).
+    let link: LinkShaper
 
     let state: Mutex<EmulatorState>
     private let configuration: Configuration
@@ -60,6 +65,7 @@ public final class DriveEmulator: Sendable {
     public let dataDirectory: String
 
     public init(configuration: Configuration) throws {
+        link = LinkShaper(configuration.link)
         self.configuration = configuration
         let directory: URL
         if let path = configuration.dataDirectory {

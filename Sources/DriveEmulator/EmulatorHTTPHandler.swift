@@ -89,7 +89,20 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             phase = .idle
             switch current {
             case .buffering(let request, let head):
-                respond(emulator.handle(request), to: head, context: context)
+                let response = emulator.handle(request)
+                let latency = emulator.link.model.apiLatency
+                if latency > 0, !request.path.hasPrefix("/__emulator/"), !request.path.hasPrefix("/oss/") {
+                    // A distant service: the answer comes a round trip later.
+                    let loop = context.eventLoop
+                    let bound = NIOLoopBound((self, context), eventLoop: loop)
+                    loop.scheduleTask(in: .nanoseconds(Int64(latency * 1e9))) {
+                        let (handler, context) = bound.value
+                        guard context.channel.isActive else { return }
+                        handler.respond(response, to: head, context: context)
+                    }
+                } else {
+                    respond(response, to: head, context: context)
+                }
             case .uploading(let request, let head, let writer, _):
                 respond(emulator.finishPart(writer, success: true, request: request), to: head, context: context)
             case .discarding(let head, let response):
@@ -155,6 +168,22 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             }
             let file = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
             headers.replaceOrAdd(name: "Content-Length", value: String(length))
+            let link = emulator.link.model
+            if response.misbehaviour == nil, link.dataLatency > 0 || link.downloadRate > 0 || link.totalDownloadRate > 0 {
+                let head = HTTPResponseHead(version: head.version, status: status, headers: headers)
+                let loop = context.eventLoop
+                let bound = NIOLoopBound((self, context), eventLoop: loop)
+                loop.scheduleTask(in: .nanoseconds(Int64(link.dataLatency * 1e9))) {
+                    let (handler, context) = bound.value
+                    guard context.channel.isActive else {
+                        try? file.close()
+                        return
+                    }
+                    context.write(handler.wrapOutboundOut(.head(head)), promise: nil)
+                    handler.sendPaced(file, range: offset..<(offset + length), keepAlive: keepAlive, context: context, started: LinkShaper.now(), sent: 0)
+                }
+                return
+            }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
             var sendLength = length
             switch response.misbehaviour {
@@ -179,6 +208,48 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             case .dropResponse?, nil:
                 let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
                 if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+            }
+        }
+    }
+
+    /// Sends `range` of `file` in slices, each when the connection's rate and the link's
+    /// total cap allow it (timers on the event loop; no thread sleeps), then ends the response.
+    private func sendPaced(_ file: NIOFileHandle, range: Range<Int64>, keepAlive: Bool, context: ChannelHandlerContext, started: Double, sent: Int64) {
+        let channel = context.channel
+        guard channel.isActive else {
+            try? file.close()
+            return
+        }
+        guard !range.isEmpty else {
+            try? file.close()
+            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !keepAlive { done.whenComplete { _ in channel.close(promise: nil) } }
+            return
+        }
+        let link = emulator.link
+        let rate = link.model.downloadRate
+        let slice = min(Int64(256 << 10), range.upperBound - range.lowerBound)
+        let ready = rate > 0 ? started + Double(sent) / rate : LinkShaper.now()
+        let start = link.reserve(Int(slice), upload: false, ready: ready)
+        let delay = max(0, start - LinkShaper.now())
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        loop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+            let (handler, context) = bound.value
+            guard context.channel.isActive else {
+                try? file.close()
+                return
+            }
+            let region = FileRegion(fileHandle: file, readerIndex: Int(range.lowerBound), endIndex: Int(range.lowerBound + slice))
+            context.writeAndFlush(handler.wrapOutboundOut(.body(.fileRegion(region)))).whenComplete { result in
+                let (handler, context) = bound.value
+                guard case .success = result else {
+                    try? file.close()
+                    return
+                }
+                handler.sendPaced(
+                    file, range: (range.lowerBound + slice)..<range.upperBound, keepAlive: keepAlive, context: context, started: started,
+                    sent: sent + slice)
             }
         }
     }

@@ -32,6 +32,12 @@ struct EmulatorCommand: AsyncParsableCommand {
     @Option(name: .customLong("refresh-token"), help: "Set the demo account's current refresh token.")
     var refreshToken: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The link clients reach the emulator over: "
+                + LinkModel.profiles.map { "\($0.name) (\($0.about))" }.joined(separator: "; ") + "."))
+    var link = "loopback"
+
     func validate() throws {
         guard (0...65535).contains(port), (0...65535).contains(internalPort) else {
             throw ValidationError("ports must be between 0 and 65535")
@@ -40,6 +46,9 @@ struct EmulatorCommand: AsyncParsableCommand {
             throw ValidationError("--seed must be one of: none, demo, bench")
         }
         if let refreshToken, refreshToken.isEmpty { throw ValidationError("--refresh-token must not be empty") }
+        guard LinkModel.profile(link) != nil else {
+            throw ValidationError("--link must be one of: " + LinkModel.profiles.map(\.name).joined(separator: ", "))
+        }
     }
 
     func run() async throws {
@@ -48,7 +57,7 @@ struct EmulatorCommand: AsyncParsableCommand {
             emulator = try DriveEmulator(
                 configuration: .init(
                     dataDirectory: dataDir, seed: EmulatorSeed(rawValue: seed) ?? .demo, refreshToken: refreshToken, host: host, port: port,
-                    internalPort: internalPort))
+                    internalPort: internalPort, link: LinkModel.profile(link) ?? LinkModel()))
         } catch {
             FileHandle.standardError.write(Data("adrivefs-emulator: cannot prepare data directory: \(error)\n".utf8))
             throw ExitCode(1)
