@@ -228,7 +228,9 @@ extension AliyunDriveClient {
         urls: inout [Int: String], options: UploadOptions
     ) async throws -> Int64 {
         var attempt = 0
-        var renewed = false
+        // A URL can expire between its renewal and its use on a slow or loaded machine: a
+        // few renewals per part, not one.
+        var renewals = 0
         while true {
             attempt += 1
             if urls[part].map(Self.expiresSoon) ?? true {
@@ -257,8 +259,8 @@ extension AliyunDriveClient {
                 return length
             case 409 where code == "PartAlreadyExist":
                 return 0
-            case 403 where !renewed:
-                renewed = true
+            case 403 where renewals < 3:
+                renewals += 1
                 logger.debug("part URL refused (\(code)); renewing")
                 urls = try await renewPartURLs(upload, from: part, internalURLs: options.internalURLs, existing: urls)
             case 429 where attempt < configuration.maxAttempts, 500...599 where attempt < configuration.maxAttempts:

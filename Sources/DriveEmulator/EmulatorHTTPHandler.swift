@@ -21,6 +21,11 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
     private let emulator: DriveEmulator
     private let isInternal: Bool
     private var phase = Phase.idle
+    /// Upload pacing: when this connection's part started, the bytes received since, and
+    /// whether reading is paused until the link would have carried them.
+    private var uploadStarted = 0.0
+    private var uploadReceived: Int64 = 0
+    private var paused = false
 
     init(emulator: DriveEmulator, isInternal: Bool) {
         self.emulator = emulator
@@ -53,6 +58,7 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                 let (result, misbehaviour) = emulator.beginPart(request)
                 switch result {
                 case .success(let writer):
+                    (uploadStarted, uploadReceived) = (LinkShaper.now(), 0)
                     var dropAfter: Int64?
                     if case .dropAfter(let bytes)? = misbehaviour { dropAfter = bytes }
                     if case .stallAfter(let bytes)? = misbehaviour { dropAfter = bytes }
@@ -73,7 +79,9 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                 request.body += buffer.readBytes(length: buffer.readableBytes) ?? []
                 phase = .buffering(request, head)
             case .uploading(let request, let head, let writer, let dropAfter):
+                let count = buffer.readableBytes
                 buffer.withUnsafeReadableBytes { writer.write($0) }
+                pace(received: count, context: context)
                 if let dropAfter, writer.written >= dropAfter {
                     _ = emulator.finishPart(writer, success: false, request: request)
                     phase = .dropped
@@ -110,6 +118,31 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             case .idle, .dropped:
                 break
             }
+        }
+    }
+
+    /// An upload on a slow link: once the bytes received are ahead of what the connection's
+    /// rate (and the link's total cap) would have carried, stop reading until then — TCP's
+    /// own flow control then holds the sender back, as a real slow uplink does.
+    private func pace(received count: Int, context: ChannelHandlerContext) {
+        let link = emulator.link
+        let rate = link.model.uploadRate
+        guard rate > 0 || link.model.totalUploadRate > 0 else { return }
+        uploadReceived += Int64(count)
+        let ready = rate > 0 ? uploadStarted + Double(uploadReceived) / rate : LinkShaper.now()
+        let start = link.reserve(count, upload: true, ready: ready)
+        let delay = start - LinkShaper.now()
+        guard delay > 0.001, !paused else { return }
+        paused = true
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        loop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) {
+            let (handler, context) = bound.value
+            handler.paused = false
+            guard context.channel.isActive else { return }
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            context.read()
         }
     }
 

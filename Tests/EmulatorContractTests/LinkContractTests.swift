@@ -51,6 +51,20 @@ import Testing
         }
     }
 
+    @Test func partUploadsArePacedToTheUploadRate() async throws {
+        try await withTestDrive { drive in
+            let content = testBytes(3 << 20, seed: 5)
+            try await drive.hook("faults", ["upload_rate": 4_000_000])
+            let start = ContinuousClock.now
+            _ = try await drive.upload("paced.bin", content)
+            let elapsed = ContinuousClock.now - start
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let rate = Double(content.count) / seconds
+            #expect(rate <= 4e6 * 1.1, "the upload went at \(rate / 1e6) MB/s")
+            #expect(rate >= 4e6 * 0.4, "the upload went at only \(rate / 1e6) MB/s")
+        }
+    }
+
     @Test func theTotalCapIsSharedByConnections() async throws {
         try await withTestDrive { drive in
             let content = testBytes(4 << 20, seed: 4)

@@ -46,8 +46,10 @@ struct StatusTests {
     @Test func anUploadShowsItsProgressAndAFailingOneWaitsWithItsError() async throws {
         try await withMount(allow: ["upload", "retry", "failed", "pending", "InternalError"]) { m in
             let local = m.directory.appendingPathComponent("big.bin").path
-            // New content each run, made fast (a Swift loop in a debug build is slow for 512 MiB).
-            try m.shell("sh", "-c", "head -c \(512 << 20) /dev/urandom > '\(local)'")
+            // New content each run (head: a Swift loop in a debug build is slow), sent over an
+            // emulated 40 MB/s uplink: ~2 s however fast or loaded the machine is.
+            try m.shell("sh", "-c", "head -c \(80 << 20) /dev/urandom > '\(local)'")
+            _ = try await m.drive.hook("faults", ["upload_rate": 40_000_000])
             let copy = Process()
             copy.executableURL = URL(fileURLWithPath: "/bin/cp")
             copy.arguments = [local, m.path("big.bin")]
@@ -57,7 +59,7 @@ struct StatusTests {
                 if let upload = (Self.quickStatus(m)?["uploads_in_progress"] as? [[String: Any]])?.first,
                     upload["path"] as? String == "big.bin", let bytes = upload["sent"] as? Int
                 {
-                    #expect(upload["size"] as? Int == 512 << 20)
+                    #expect(upload["size"] as? Int == 80 << 20)
                     if sent.last != bytes { sent.append(bytes) }
                 }
                 try await Task.sleep(for: .milliseconds(10))
@@ -69,7 +71,7 @@ struct StatusTests {
             #expect((try Self.status(m).first?["uploads_in_progress"] as? [Any])?.isEmpty == true)
 
             // A failing upload: pending, with the error.
-            _ = try await m.drive.hook("faults", ["clear": true, "rules": [["path": "/adrive/v2/file/createWithFolders", "status": 503, "probability": 1]]])
+            _ = try await m.drive.hook("faults", ["upload_rate": 0, "clear": true, "rules": [["path": "/adrive/v2/file/createWithFolders", "status": 503, "probability": 1]]])
             _ = try? m.shell("sh", "-c", "echo x > '\(m.path("stuck.txt"))'")
             let pending = try #require((try Self.status(m).first?["uploads_pending"] as? [[String: Any]])?.first)
             #expect(pending["path"] as? String == "stuck.txt")
