@@ -118,14 +118,20 @@ final class FileReader: Sendable {
         return false
     }
 
-    /// Feeds the read to the access pattern; a read that breaks the pattern cancels
-    /// stale prefetch.
+    /// Feeds the read to the access pattern; a read that breaks the pattern cancels the
+    /// prefetch it made stale — the downloads far from it. Those near it stay: the kernel
+    /// sends a sequential reader's reads from several threads, and on a slow link enough
+    /// of them are in flight that one may land past the pattern's slack; cancelling the
+    /// chunks around it would only fetch them again a moment later.
     private func classify(offset: Int64, end: Int64) -> Bool {
         let (sequential, stale) = state.withLock { state in
+            let window = Int64(max(state.pattern.window, 2))
             let sequential = state.pattern.observe(offset: offset, end: end)
             guard !sequential else { return (true, [Int64: ChunkBuffer]()) }
-            defer { state.prefetches.removeAll() }
-            return (false, state.prefetches)
+            let here = offset / chunkSize
+            let stale = state.prefetches.filter { $0.key < here - 1 || $0.key > here + window }
+            state.prefetches = state.prefetches.filter { stale[$0.key] == nil }
+            return (false, stale)
         }
         cancel(stale)
         return sequential

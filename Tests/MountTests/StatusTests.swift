@@ -60,17 +60,25 @@ struct StatusTests {
             copy.executableURL = URL(fileURLWithPath: "/bin/cp")
             copy.arguments = [local, m.path("big.bin")]
             try copy.run()
-            var sent: [Int] = []
-            for _ in 0..<6000 where copy.isRunning {
-                if let upload = (Self.quickStatus(m)?["uploads_in_progress"] as? [[String: Any]])?.first,
-                    upload["path"] as? String == "big.bin", let bytes = upload["sent"] as? Int
-                {
-                    #expect(upload["size"] as? Int == 40 << 20)
-                    if sent.last != bytes { sent.append(bytes) }
+            // Watched from a thread of its own: the test's cooperative pool (two threads here)
+            // may be held for seconds by other suites' blocking calls on a loaded run.
+            let seen = SentLog()
+            let watcher = Thread {
+                while copy.isRunning {
+                    if let upload = (Self.quickStatus(m)?["uploads_in_progress"] as? [[String: Any]])?.first,
+                        upload["path"] as? String == "big.bin", let bytes = upload["sent"] as? Int
+                    {
+                        seen.add(bytes, size: upload["size"] as? Int ?? -1)
+                    }
+                    usleep(10_000)
                 }
-                try await Task.sleep(for: .milliseconds(10))
+                seen.finish()
             }
+            watcher.start()
             copy.waitUntilExit()
+            seen.waitUntilFinished()
+            let sent = seen.values
+            #expect(seen.sizes.allSatisfy { $0 == 40 << 20 })
             #expect(copy.terminationStatus == 0)
             #expect(
                 sent.count >= 2,
@@ -118,4 +126,35 @@ struct StatusTests {
             #expect(m.isMounted, "SIGHUP does not unmount")
         }
     }
+}
+
+/// Bytes-sent values seen by the watcher thread.
+final class SentLog: @unchecked Sendable {
+    private let lock = NSCondition()
+    private var seen: [Int] = []
+    private var sizesSeen: [Int] = []
+    private var done = false
+
+    func add(_ bytes: Int, size: Int) {
+        lock.lock()
+        if seen.last != bytes { seen.append(bytes) }
+        sizesSeen.append(size)
+        lock.unlock()
+    }
+
+    func finish() {
+        lock.lock()
+        done = true
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    func waitUntilFinished() {
+        lock.lock()
+        while !done { lock.wait() }
+        lock.unlock()
+    }
+
+    var values: [Int] { lock.lock(); defer { lock.unlock() }; return seen }
+    var sizes: [Int] { lock.lock(); defer { lock.unlock() }; return sizesSeen }
 }
