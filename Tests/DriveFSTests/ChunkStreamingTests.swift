@@ -202,7 +202,7 @@ extension StreamingReadTests {
         // A jumps away: its read-ahead is cancelled, chunk 1 included.
         _ = try await fs.read(inode: inode, handle: a, offset: 15 << 20, size: 4096)
         var waited = 0
-        while drive.cancelled.load(ordering: .relaxed) == 0 && waited < 200 {
+        while drive.cancelled.load(ordering: .relaxed) == 0 && waited < 3000 {
             try await Task.sleep(for: .milliseconds(10))
             waited += 1
         }

@@ -51,7 +51,7 @@ import Testing
             let mountTask = Task { try await m.mount(environment: ["NOTIFY_SOCKET": notify.path]) }
             var ready: String?
             var mountedWhenReady = false
-            for _ in 0..<100 {
+            for _ in 0..<300 {
                 if let message = notify.receive(), message.contains("READY=1") {
                     ready = message
                     mountedWhenReady = m.isMounted
