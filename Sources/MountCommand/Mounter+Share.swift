@@ -43,13 +43,7 @@ extension Mounter {
             state: StateLayout(journalRoot: stateDirectory + "/pending", stagingRoot: cacheRoot + "/staging", binding: nil),
             diskCacheDirectory: cacheRoot + "/chunks", diskCacheSize: options.diskCacheSize, timesDirectory: nil)
         configuration.shareID = source.shareID
-        let fileSystem: DriveFileSystem
-        do {
-            fileSystem = try DriveFileSystem(service: drive, configuration: configuration)
-        } catch {
-            http.shutdown()
-            throw UsageError("\(error)")
-        }
+        let fileSystem = try makeFileSystem(service: drive, configuration: configuration, http: http)
         if case .failure(let error) = blocking({ try await fileSystem.validateRoot() }) {
             http.shutdown()
             let what = options.rootID == "root" ? "share \(source.shareID)" : "folder \(options.rootID) of share \(source.shareID)"

@@ -169,19 +169,24 @@ public enum Mounter {
             diskCacheDirectory: cacheRoot + "/chunks", diskCacheSize: options.diskCacheSize,
             timesDirectory: stateDirectory + "/times",
             uploadOptions: UploadOptions(rapid: options.rapidUpload, internalURLs: options.internalUpload))
-        let fileSystem: DriveFileSystem
-        do {
-            fileSystem = try DriveFileSystem(service: client, configuration: configuration)
-        } catch {
-            http.shutdown()
-            throw UsageError("\(error)")
-        }
+        let fileSystem = try makeFileSystem(service: client, configuration: configuration, http: http)
         let validated: Result<Void, any Error> = blocking { try await fileSystem.validateRoot() }
         if case .failure(let error) = validated {
             http.shutdown()
             throw UsageError(describe(error, endpoint: options.endpoint, rootID: options.rootID))
         }
         return Prepared(session: try mount(fileSystem, request, at: mountpoint, http: http), http: http, fileSystem: fileSystem, account: client)
+    }
+
+    /// The filesystem over `service`; on failure the transport is shut down and the error
+    /// is the command's one line.
+    static func makeFileSystem(service: any DriveService, configuration: DriveFSConfiguration, http: CurlHTTPClient) throws -> DriveFileSystem {
+        do {
+            return try DriveFileSystem(service: service, configuration: configuration)
+        } catch {
+            http.shutdown()
+            throw UsageError("\(error)")
+        }
     }
 
     /// The FUSE session, mounted.
