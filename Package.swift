@@ -54,7 +54,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "DriveFS",
-            dependencies: ["FUSE", "AliyunDrive", "HTTPTransport", "CLinux", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["FUSE", "AliyunDrive", "CLinux", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
         .target(
             name: "MountCommand",

@@ -99,7 +99,13 @@ extension AliyunDriveClient {
             case .pending(let pending): if let hash = await pending() { return hash }
             case .unknown: break
             }
-            return try file.sha1(prefix: nil)
+            // Reading a whole file is long blocking work: off the cooperative pool.
+            let stop = Blocking.Stop()
+            return try await withTaskCancellationHandler {
+                try await Blocking.run { try file.sha1(prefix: nil, stop: stop) }
+            } onCancel: {
+                stop.set()
+            }
         }
         do {
             return try await upload(file: file, path: path, parentID: parentID, name: name, options: options, hashKnown: contentHash.isKnown) {
@@ -357,14 +363,16 @@ final class LocalFile: Sendable {
 
     func close() { Glibc.close(descriptor) }
 
-    /// Uppercase SHA-1 of the first `prefix` bytes (nil: all of them).
-    func sha1(prefix: Int?) throws -> String {
+    /// Uppercase SHA-1 of the first `prefix` bytes (nil: all of them); `stop` ends it early
+    /// (for a caller off the cooperative pool, where task cancellation does not reach).
+    func sha1(prefix: Int?, stop: Blocking.Stop? = nil) throws -> String {
         var hasher = Insecure.SHA1()
         let limit = prefix.map { min(Int64($0), size) } ?? size
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var offset: Int64 = 0
         while offset < limit {
             try Task.checkCancellation()
+            if stop?.isSet == true { throw CancellationError() }
             let wanted = Int(min(Int64(buffer.count), limit - offset))
             let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, wanted, off_t(offset)) }
             guard count > 0 else { throw DriveError(.invalidState, "short read while hashing") }

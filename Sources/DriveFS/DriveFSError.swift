@@ -1,10 +1,9 @@
 import AliyunDrive
 public import FUSE
 import Glibc
-import HTTPTransport
 
 /// A filesystem error with its errno: the one mapping from domain errors to errno for
-/// this layer (`DriveFSError(error)`).
+/// this layer (`DriveFSError(error)`), applied to every operation by `errno(for:operation:)`.
 public struct DriveFSError: ErrnoConvertible, CustomStringConvertible, Sendable {
     public let errno: Int32
     public let description: String
@@ -26,35 +25,39 @@ public struct DriveFSError: ErrnoConvertible, CustomStringConvertible, Sendable 
     public static let invalid = DriveFSError(errno: EINVAL, "invalid argument")
     public static let noSpace = DriveFSError(errno: ENOSPC, "no space left on the drive")
 
-    /// Maps any error from the layers below.
+    /// Maps any error from the layers below: the client's classification of an answer
+    /// (`DriveError.condition`) decides, never its wire code.
     public init(_ error: any Error) {
         switch error {
         case let error as DriveFSError:
             self = error
+        case let error as any ErrnoConvertible:
+            self.init(errno: error.errno, "\(error)")
         case let error as DriveError:
-            switch error.kind {
-            case .cancelled: self.init(errno: EINTR, error.description)
-            case .authentication: self.init(errno: EACCES, error.description)
-            case .service where error.isNotFound: self.init(errno: ENOENT, error.description)
-            case .service where error.code == "InvalidResource.FileTypeFolder": self.init(errno: EISDIR, error.description)
-            case .service where error.code.hasPrefix("ForbiddenNoPermission"): self.init(errno: EACCES, error.description)
-            case .service where error.code.hasPrefix("AlreadyExist"): self.init(errno: EEXIST, error.description)
-            case .service where error.code.hasPrefix("QuotaExhausted"): self.init(errno: ENOSPC, error.description)
-            case .service where error.code.hasPrefix("FileSizeExceed") || error.message.contains("file size is exceed"):
-                self.init(errno: EFBIG, error.description)
-            case .service where error.code == "InvalidParameter.ToParentFileId": self.init(errno: EINVAL, error.description)
-            // A share cancelled or expired since it was mounted: its entries are gone.
-            case .service where error.code == "ShareLink.Cancelled" || error.code == "ShareLink.Expired": self.init(errno: ENOENT, error.description)
-            case .service where error.code == "ShareLink.Forbidden" || error.code.hasSuffix(".SharePwd") || error.code == "ShareLinkTokenInvalid":
-                self.init(errno: EACCES, error.description)
-            default: self.init(errno: EIO, error.description)
-            }
-        case let error as HTTPTransportError:
-            self.init(errno: error.isCancelled ? EINTR : EIO, error.description)
+            self.init(errno: Self.errno(for: error), error.description)
         case is CancellationError:
             self.init(errno: EINTR, "interrupted")
         default:
             self.init(errno: EIO, "\(error)")
+        }
+    }
+
+    static func errno(for error: DriveError) -> Int32 {
+        switch error.kind {
+        case .cancelled: return EINTR
+        case .authentication: return EACCES
+        case .service: break
+        case .unreachable, .protocolViolation, .stateDirectory, .invalidState: return EIO
+        }
+        switch error.condition {
+        case .notFound, .shareGone: return ENOENT
+        case .exists: return EEXIST
+        case .noSpace: return ENOSPC
+        case .fileTooLarge: return EFBIG
+        case .permissionDenied, .shareDenied: return EACCES
+        case .isFolder: return EISDIR
+        case .invalidTarget: return EINVAL
+        case .busy, nil: return EIO
         }
     }
 }

@@ -31,7 +31,7 @@ enum FUSEDispatch {
             context.release()
             switch result {
             case .success(let value): reply(request, value)
-            case .failure(let error): request.reply(errno: errno(for: error, operation: operation))
+            case .failure(let error): request.reply(errno: SessionContext.from(request.raw).fileSystem.errno(for: error, operation: operation))
             }
         }
         interrupt.attach(task)
@@ -260,7 +260,7 @@ enum Operations {
                     return try bytes.withUnsafeBytes { try fs.write(inode: inode, handle: handle, offset: Int64(offset), data: $0) }
                 }) { request, written in request.reply(written: written) }
             } catch {
-                fuse_reply_err(req, FUSEDispatch.errno(for: error, operation: "write"))
+                fuse_reply_err(req, SessionContext.from(req).fileSystem.errno(for: error, operation: "write"))
             }
         }
         ops.setattr = { req, inode, attr, toSet, info in

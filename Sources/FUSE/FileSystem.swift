@@ -38,6 +38,10 @@ public protocol FileSystem: Sendable {
     /// SELinux attributes of every entry).
     var extendedAttributePrefix: String { get }
     func listxattr(inode: InodeNumber) async throws -> [String]
+    /// The errno a failed operation answers with: the filesystem's one error mapping,
+    /// applied by the binding to every operation (default: `ErrnoConvertible`'s errno,
+    /// EINTR for cancellation, else EIO logged once with its cause).
+    func errno(for error: any Error, operation: String) -> Int32
 }
 
 /// An error that knows its errno.
@@ -155,6 +159,8 @@ public struct FileSystemStatistics: Sendable {
 
 extension FileSystem {
     public func readFromMemory(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) -> (any ReadBytes)? { nil }
+
+    public func errno(for error: any Error, operation: String) -> Int32 { FUSEDispatch.errno(for: error, operation: operation) }
 }
 
 /// Bytes a read replies with, handed to the kernel without another copy. An array slice

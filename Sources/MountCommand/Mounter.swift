@@ -112,6 +112,7 @@ public enum Mounter {
         if signals.beginDrain() { drain.cancel() }
         let pending = blocking { await drain.run { await fileSystem.drain(timeout: wait) } }
         signals.endDrain()
+        fileSystem.close()
         if case .success(let pending) = pending, !pending.isEmpty {
             logger.error("unmounting with \(pending.count) upload(s) still pending (kept for the next mount): \(pending.joined(separator: ", "))")
         } else {

@@ -61,7 +61,7 @@ final class CeilingFS: WritableFileSystem {
     func write(inode: InodeNumber, handle: UInt64, offset: Int64, data: UnsafeRawBufferPointer) throws -> Int {
         guard let stage else { return data.count }
         let written = pwrite(stage, data.baseAddress, data.count, off_t(offset))
-        guard written >= 0 else { throw CeilingError(errno: errno) }
+        guard written >= 0 else { throw CeilingError(errno: Glibc.errno) }
         return written
     }
     func setattr(inode: InodeNumber, changes: AttributeChanges) async throws -> AttributeReply { try await getattr(inode: inode) }

@@ -7,7 +7,7 @@ import Testing
 
 @Suite struct ChunkBufferTests {
     @Test func readersWaitOnlyForTheBytesTheyNeed() async throws {
-        let buffer = ChunkBuffer(capacity: 1000)
+        let buffer = ChunkBuffer(capacity: 1000, pool: StoragePool(limit: 0))
         let early = Task { try await buffer.wait(until: 100) }
         let late = Task { try await buffer.wait(until: 900) }
         [UInt8](repeating: 1, count: 150).withUnsafeBytes { buffer.append($0) }
@@ -28,7 +28,7 @@ import Testing
 
     @Test func aFailedDownloadFailsItsWaitersButNotBytesAlreadyThere() async throws {
         struct Broken: Error {}
-        let buffer = ChunkBuffer(capacity: 100)
+        let buffer = ChunkBuffer(capacity: 100, pool: StoragePool(limit: 0))
         [UInt8](repeating: 7, count: 10).withUnsafeBytes { buffer.append($0) }
         let waiting = Task { try await buffer.wait(until: 50) }
         try await Task.sleep(for: .milliseconds(20))
@@ -40,7 +40,7 @@ import Testing
     }
 
     @Test func aCancelledReaderStopsWaitingAtOnce() async throws {
-        let buffer = ChunkBuffer(capacity: 100)
+        let buffer = ChunkBuffer(capacity: 100, pool: StoragePool(limit: 0))
         let waiting = Task { try await buffer.wait(until: 50) }
         try await Task.sleep(for: .milliseconds(20))
         waiting.cancel()

@@ -104,12 +104,12 @@ final class ShareCopies: Sendable {
             let copyID: String
             do {
                 copyID = try await self.share.copy(fileID: fileID, toParentID: folderID)
-            } catch let error as DriveError where error.code.hasPrefix("QuotaExhausted") {
+            } catch let error as DriveError where error.condition == .noSpace {
                 // Make room from idle copies, then once more.
                 guard await self.expire(idleFor: 0) > 0 else { throw await self.noSpace(name, error) }
                 do {
                     copyID = try await self.share.copy(fileID: fileID, toParentID: folderID)
-                } catch let error as DriveError where error.code.hasPrefix("QuotaExhausted") {
+                } catch let error as DriveError where error.condition == .noSpace {
                     throw await self.noSpace(name, error)
                 }
             }

@@ -56,7 +56,7 @@ public final class ShareDrive: DriveService {
     private func reportingGone<T: Sendable>(_ call: @Sendable () async throws -> T) async throws -> T {
         do {
             return try await call()
-        } catch let error as DriveError where error.code.hasPrefix("ShareLink.") || error.code == "NotFound.ShareLink" {
+        } catch let error as DriveError where error.isShareUnavailable {
             if !loggedGone.withLock({ logged in defer { logged = true }; return logged }) {
                 logger.error("share \(share.shareID) is no longer available: \(error.description)")
             }
@@ -112,7 +112,7 @@ public final class ShareDrive: DriveService {
                 self.links.withLock { $0[fileID] = link }
                 decided = .legacyLink
                 self.logger.info("share \(self.share.shareID): the service hands out direct links; reading shared files through them")
-            } catch let error as DriveError where Self.refusesLegacyLinks(error) {
+            } catch let error as DriveError where error.refusesLegacyLink {
                 decided = .copies
                 self.logger.info(
                     "share \(self.share.shareID): the service refuses direct links (\(error.code.isEmpty ? "HTTP \(error.status)" : error.code)); reading shared files through temporary copies in your drive")
@@ -120,13 +120,6 @@ public final class ShareDrive: DriveService {
             self.mode.withLock { $0 = decided }
             return decided
         }
-    }
-
-    /// The answers that mean the legacy link is not to be had (aliyun-api.md §10.5).
-    static func refusesLegacyLinks(_ error: DriveError) -> Bool {
-        guard error.kind == .service else { return false }
-        return error.status == 410 || error.status == 404 || error.status == 429 || error.code == "ParamFlowException"
-            || error.code == "FeatureTemporaryDisabled"
     }
 
     private func legacyLink(_ fileID: String) async throws -> DownloadLink {

@@ -1,5 +1,8 @@
 import Synchronization
 
+/// LOCK ORDERING: chunk cache → chunk buffer → storage pool (a buffer made or freed
+/// under the cache's lock takes the pool's).
+///
 /// File content in fixed-size chunks, keyed by (file_id, content hash, index), bounded by
 /// bytes with least-recently-used eviction. A chunk is in the cache from the moment its
 /// download starts, so concurrent readers share one download (single-flight) and take its
@@ -27,6 +30,8 @@ final class ChunkCache: Sendable {
     }
 
     let capacity: Int
+    /// The memory its chunks (and the reads that stream around it) are made of.
+    let pool = StoragePool(limit: 8)
     private let state = Mutex(State())
 
     init(capacity: Int) { self.capacity = max(capacity, 0) }
@@ -55,7 +60,7 @@ final class ChunkCache: Sendable {
             }
             state.misses += 1
             if let stale = state.chunks.removeValue(forKey: key) { state.bytes -= stale.buffer.capacity }
-            let buffer = ChunkBuffer(capacity: length)
+            let buffer = ChunkBuffer(capacity: length, pool: pool)
             let download = Task {
                 do {
                     try await load(buffer)

@@ -1,5 +1,4 @@
 import AliyunDrive
-import HTTPTransport
 import Synchronization
 
 /// A `DriveService` that remembers an outage: once a call has failed because the service
@@ -36,13 +35,8 @@ final class GuardedService: DriveService {
         }
     }
 
-    static func isUnreachable(_ error: any Error) -> Bool {
-        switch error {
-        case let error as DriveError: return error.kind == .unreachable
-        case let error as HTTPTransportError: return error.isTransient
-        default: return false
-        }
-    }
+    /// (The client turns every transport failure into a `DriveError` after its own retries.)
+    static func isUnreachable(_ error: any Error) -> Bool { (error as? DriveError)?.kind == .unreachable }
 
     func list(folderID: String) async throws -> [DriveItem] { try await guarded { try await base.list(folderID: folderID) } }
     func item(fileID: String) async throws -> DriveItem { try await guarded { try await base.item(fileID: fileID) } }

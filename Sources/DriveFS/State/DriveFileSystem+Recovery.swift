@@ -52,14 +52,26 @@ extension DriveFileSystem {
         let count = orphans.reduce(0) { $0 + $1.entries.count }
         if count > 0 { logger.info("finishing \(count) upload(s) left by an earlier mount of this drive") }
         for orphan in orphans where orphan.entries.isEmpty { retire(orphan) }
-        let pending = orphans.filter { !$0.entries.isEmpty }
-        guard !pending.isEmpty else { return }
-        Task {
-            for orphan in pending {
-                for entry in orphan.entries { await recover(entry, journal: orphan.journal) }
-                retire(orphan)
+        for orphan in orphans where !orphan.entries.isEmpty {
+            for entry in orphan.entries {
+                // Each entry is a job of the write-back queue: tried now, then on its schedule.
+                writeBack.schedule(entry.id, kind: .recovered, path: entry.displayPath, error: "left by an earlier mount", attempts: 0, immediately: true) {
+                    [weak self] attempt in
+                    guard let self else { return .done }
+                    let outcome: WriteBack.Outcome
+                    if let source = await self.verified(entry, journal: orphan.journal) {
+                        outcome = await self.recover(entry, knownHash: source, attempt: attempt, journal: orphan.journal)
+                    } else {
+                        outcome = .done
+                    }
+                    if outcome == .done {
+                        self.retire(orphan)
+                        self.sweepStaleStaging(layout)
+                    }
+                    return outcome
+                }
             }
-            sweepStaleStaging(layout)
+            retire(orphan)
         }
     }
 
@@ -116,58 +128,60 @@ extension DriveFileSystem {
         }
     }
 
-    private func recover(_ entry: UploadJournal.Entry, journal: UploadJournal) async {
+    /// Checks a dead mount's entry before its upload: the hash to claim (`.known` when the
+    /// content was verified, `.unknown` to hash it), or nil when it is not to be uploaded
+    /// (gone, or torn by a system crash: then kept aside).
+    private func verified(_ entry: UploadJournal.Entry, journal: UploadJournal) async -> ContentHashSource? {
         guard FileManager.default.fileExists(atPath: entry.stagingPath) else {
             logger.warning("upload: \(entry.displayPath): staging file \(entry.stagingPath) is gone; nothing to finish")
             journal.remove(id: entry.id)
-            return
+            return nil
         }
-        var knownHash: String?
-        if entry.needsVerification {
-            // Staged without an fsync, in a boot that has ended since: the system went down
-            // and the bytes may never have reached the disk. Upload them only if they are
-            // exactly what was being uploaded; otherwise keep them, but not as the user's file.
-            // An entry without a SHA-1 (the system went down before the upload had hashed
-            // the content) cannot vouch for anything.
-            let local = entry.contentHash == nil ? nil : try? RapidUpload.sha1Hex(ofFile: entry.stagingPath)
-            guard let local, local.size == entry.size, local.hash == entry.contentHash else {
-                let problem = entry.contentHash == nil
-                    ? "\(entry.displayPath): the system went down before the staged content was hashed, so it cannot be checked"
-                    : "\(entry.displayPath): the staged content is not what was being uploaded when the system went down (part of it never reached the disk)"
-                if let kept = Self.keepAside(entry, in: configuration.state.lostAndFound) {
-                    logger.error("upload (recovered): \(problem); not uploaded, kept in \(kept)")
-                    journal.remove(id: entry.id)
-                } else {
-                    logger.error("upload (recovered): \(problem); not uploaded, left in \(entry.stagingPath) (journaled)")
-                }
-                return
+        guard entry.needsVerification else { return .unknown }
+        // Staged without an fsync, in a boot that has ended since: the system went down
+        // and the bytes may never have reached the disk. Upload them only if they are
+        // exactly what was being uploaded; otherwise keep them, but not as the user's file.
+        // An entry without a SHA-1 (the system went down before the upload had hashed
+        // the content) cannot vouch for anything.
+        let path = entry.stagingPath
+        let local = entry.contentHash == nil ? nil : try? await Blocking.run { try RapidUpload.sha1Hex(ofFile: path) }
+        guard let local, local.size == entry.size, local.hash == entry.contentHash else {
+            let problem = entry.contentHash == nil
+                ? "\(entry.displayPath): the system went down before the staged content was hashed, so it cannot be checked"
+                : "\(entry.displayPath): the staged content is not what was being uploaded when the system went down (part of it never reached the disk)"
+            if let kept = Self.keepAside(entry, in: configuration.state.lostAndFound) {
+                logger.error("upload (recovered): \(problem); not uploaded, kept in \(kept)")
+                journal.remove(id: entry.id)
+            } else {
+                logger.error("upload (recovered): \(problem); not uploaded, left in \(entry.stagingPath) (journaled)")
             }
-            knownHash = local.hash
+            return nil
         }
-        var delay = configuration.uploadRetryDelay
-        for attempt in 1... {
-            do {
-                let result = try await service.upload(
-                    path: entry.stagingPath, parentID: entry.parentID, name: entry.name, options: configuration.uploadOptions,
-                    contentHash: knownHash.map { .known($0) } ?? .unknown)
-                if let replaces = entry.replaces { try? await service.trash(fileID: replaces) }
-                journal.remove(id: entry.id)
-                Glibc.unlink(entry.stagingPath)
-                directories.invalidate(entry.parentID)
-                logger.info(
-                    "\(result.rapid ? "rapid upload" : "upload") (recovered): \(entry.displayPath) (\(Self.formatSize(result.item.size))) — \(result.bytesSent) bytes sent")
-                return
-            } catch let error as DriveError where error.isNotFound && attempt >= 3 {
-                // The folder is gone: keep the content where the user can find it.
-                logger.error("upload (recovered): \(entry.displayPath): \(error); content kept in \(entry.stagingPath)")
-                journal.remove(id: entry.id)
-                return
-            } catch {
-                if Task.isCancelled { return }
-                logger.warning("upload (recovered): \(entry.displayPath) failed: \(DriveFSError(error).description); retrying in \(Int(delay)) s")
-                try? await Task.sleep(for: .seconds(delay))
-                delay = min(60, delay * 2)
-            }
+        return .known(local.hash)
+    }
+
+    /// One try at a dead mount's upload.
+    private func recover(_ entry: UploadJournal.Entry, knownHash: ContentHashSource, attempt: Int, journal: UploadJournal) async -> WriteBack.Outcome {
+        do {
+            let result = try await service.upload(
+                path: entry.stagingPath, parentID: entry.parentID, name: entry.name, options: configuration.uploadOptions, contentHash: knownHash)
+            if let replaces = entry.replaces { try? await service.trash(fileID: replaces) }
+            journal.remove(id: entry.id)
+            Glibc.unlink(entry.stagingPath)
+            directories.invalidate(entry.parentID)
+            logger.info(
+                "\(result.rapid ? "rapid upload" : "upload") (recovered): \(entry.displayPath) (\(Self.formatSize(result.item.size))) — \(result.bytesSent) bytes sent")
+            return .done
+        } catch let error as DriveError where error.isNotFound && attempt >= 3 {
+            // The folder is gone: keep the content where the user can find it.
+            logger.error("upload (recovered): \(entry.displayPath): \(error); content kept in \(entry.stagingPath)")
+            journal.remove(id: entry.id)
+            return .done
+        } catch {
+            if Task.isCancelled { return .done }
+            let problem = DriveFSError(error).description
+            logger.warning("upload (recovered): \(entry.displayPath) failed: \(problem); retrying in \(Int(writeBack.policy.delay(afterFailure: attempt, draining: false))) s")
+            return .retry(error: problem)
         }
     }
 

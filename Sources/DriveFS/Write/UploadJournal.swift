@@ -1,3 +1,4 @@
+import AliyunDrive
 import Foundation
 import Glibc
 
@@ -77,6 +78,11 @@ struct UploadJournal: Sendable {
             fsync(dir)
             close(dir)
         }
+    }
+
+    /// `record(entry, durable: true)` off the cooperative pool (it fsyncs twice).
+    func recordDurably(_ entry: Entry) async throws {
+        try await Blocking.run { [self] in try record(entry, durable: true) }
     }
 
     func remove(id: String) { unlink(directory + "/" + id + ".json") }

@@ -9,9 +9,9 @@ import Synchronization
 /// ` (first 8 hex of file_id)` before the extension. Nothing is ever silently dropped.
 final class DirectoryCache: Sendable {
     struct Listing: Sendable {
-        /// Display name → item, sorted by display name.
-        var entries: [(name: String, item: DriveItem)]
-        var byName: [String: DriveItem]
+        /// Display name → entry, sorted by display name.
+        var entries: [(name: String, child: Child)]
+        var byName: [String: Child]
         var fetchedAt: Double
         /// What the service listed (own mutations applied since), without local files.
         var serverItems: [DriveItem] = []
@@ -22,17 +22,17 @@ final class DirectoryCache: Sendable {
         var inFlight: [String: Task<Listing, any Error>] = [:]
         /// Files created on this mount and not uploaded yet, by folder then file_id: they
         /// join every listing of their folder, fresh or cached, until uploaded or removed.
-        var local: [String: [String: DriveItem]] = [:]
+        var local: [String: [UUID: DriveItem]] = [:]
         /// Counts own mutations per folder. A listing call that was in flight across one may
         /// predate it, so its result is served to its waiters but not trusted afterwards.
         var generations: [String: UInt64] = [:]
 
         mutating func mutated(_ folderID: String) { generations[folderID, default: 0] &+= 1 }
 
-        func localItems(_ folderID: String) -> [DriveItem] { Array((local[folderID] ?? [:]).values) }
+        func localItems(_ folderID: String) -> [Child] { (local[folderID] ?? [:]).map { Child(local: $0.key, item: $0.value) } }
 
-        mutating func removeLocal(_ fileID: String, in folderID: String) {
-            local[folderID]?[fileID] = nil
+        mutating func removeLocal(_ id: UUID, in folderID: String) {
+            local[folderID]?[id] = nil
             if local[folderID]?.isEmpty == true { local[folderID] = nil }
         }
     }
@@ -117,14 +117,14 @@ final class DirectoryCache: Sendable {
         }
     }
 
-    /// Adds, replaces (same file_id) or, with `remove`, drops a local (not yet uploaded)
-    /// file of `folderID`.
-    func setLocal(_ item: DriveItem, in folderID: String, remove: Bool = false) {
+    /// Adds, replaces (same id) or, with `remove`, drops a local (not yet uploaded) file
+    /// of `folderID`.
+    func setLocal(_ id: UUID, _ item: DriveItem, in folderID: String, remove: Bool = false) {
         state.withLock { state in
             if remove {
-                state.removeLocal(item.fileID, in: folderID)
+                state.removeLocal(id, in: folderID)
             } else {
-                state.local[folderID, default: [:]][item.fileID] = item
+                state.local[folderID, default: [:]][id] = item
             }
             guard let listing = state.listings[folderID] else { return }
             state.listings[folderID] = Self.build(listing.serverItems, local: state.localItems(folderID), fetchedAt: listing.fetchedAt)
@@ -134,13 +134,13 @@ final class DirectoryCache: Sendable {
     /// A file's new content is on the server as `item`: it takes the place of `oldID`
     /// (the local entry or the previous version) in one step, so the name never vanishes
     /// or shows twice.
-    func uploaded(_ item: DriveItem, replacing oldID: String) {
+    func uploaded(_ item: DriveItem, replacing oldID: FileID) {
         state.withLock { state in
             let folderID = item.parentID
             state.mutated(folderID)
-            state.removeLocal(oldID, in: folderID)
+            if case .local(let local) = oldID { state.removeLocal(local, in: folderID) }
             guard var listing = state.listings[folderID] else { return }
-            listing.serverItems.removeAll { $0.fileID == oldID || $0.fileID == item.fileID }
+            listing.serverItems.removeAll { $0.fileID == oldID.serverID || $0.fileID == item.fileID }
             listing.serverItems.append(item)
             state.listings[folderID] = Self.build(listing.serverItems, local: state.localItems(folderID), fetchedAt: listing.fetchedAt)
         }
@@ -152,20 +152,20 @@ final class DirectoryCache: Sendable {
         state.withLock { $0.listings[folderID] = Self.build([], local: [], fetchedAt: current) }
     }
 
-    static func build(_ items: [DriveItem], local: [DriveItem], fetchedAt: Double) -> Listing {
-        var groups: [String: [DriveItem]] = [:]
-        for item in items + local where item.name != "." && item.name != ".." && !item.name.isEmpty {
-            groups[item.name.replacingOccurrences(of: "/", with: "∕"), default: []].append(item)
+    static func build(_ items: [DriveItem], local: [Child], fetchedAt: Double) -> Listing {
+        var groups: [String: [Child]] = [:]
+        for child in items.map(Child.init) + local where child.item.name != "." && child.item.name != ".." && !child.item.name.isEmpty {
+            groups[child.item.name.replacingOccurrences(of: "/", with: "∕"), default: []].append(child)
         }
-        var byName: [String: DriveItem] = [:]
+        var byName: [String: Child] = [:]
         for (name, group) in groups {
-            let ordered = group.sorted { ($0.createdAt, $0.fileID) < ($1.createdAt, $1.fileID) }
+            let ordered = group.sorted { ($0.item.createdAt, $0.id.description) < ($1.item.createdAt, $1.id.description) }
             byName[name] = ordered[0]
-            for item in ordered.dropFirst() {
-                byName[disambiguated(name, fileID: item.fileID)] = item
+            for child in ordered.dropFirst() {
+                byName[disambiguated(name, fileID: child.id.description)] = child
             }
         }
-        let entries = byName.sorted { $0.key < $1.key }.map { (name: $0.key, item: $0.value) }
+        let entries = byName.sorted { $0.key < $1.key }.map { (name: $0.key, child: $0.value) }
         return Listing(entries: entries, byName: byName, fetchedAt: fetchedAt, serverItems: items)
     }
 

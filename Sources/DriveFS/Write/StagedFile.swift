@@ -3,34 +3,25 @@ internal import CLinux
 import Foundation
 import FUSE
 import Glibc
-import HTTPTransport
 import Synchronization
 
-/// The local copy of a file being written: a file under the staging directory that holds
-/// the whole content, plus what is known about it. Reads of the inode on this mount come
-/// from here while it exists; uploads read the file itself.
+/// The local content of a file being written: a file under the staging directory that
+/// holds the whole content, its size and time, and its SHA-1 as far as the hash follower
+/// got. Reads of the inode on this mount come from here while it exists; uploads read the
+/// file itself. What the content is for (which file, whether the drive has it) is its
+/// `FileWriter`'s; where it belongs is the inode table's.
 ///
-/// `version` counts changes; `uploadedVersion` is the version the server has, so the
-/// file is dirty while they differ. Writes are `pwrite`s on the caller's thread.
+/// Writes are `pwrite`s on the caller's thread (a FUSE thread, never the cooperative pool).
 final class StagedFile: Sendable {
     struct State: Sendable {
-        /// Where the content belongs: parent, name, and the file_id the inode stands for
-        /// (a `local:` id until a new file is first uploaded).
-        var item: DriveItem
         var size: Int64
-        var version: UInt64 = 0
-        var uploadedVersion: UInt64 = 0
-        /// Open handles that may write.
-        var writers = 0
         var modified: FileTime
         /// `modified` was set with utimes (not by a write): kept once uploaded (`FileTimes`).
         var explicitModified = false
-        /// The name was unlinked: the content is never uploaded again.
-        var unlinked = false
-        /// A version the drive refused for good (over its per-file size limit): not retried
-        /// in the background, nor waited for at unmount, until the content changes.
-        var refusedVersion: UInt64?
         var hash = HashProgress()
+        /// Callers of `contentHash()` waiting for the follower to finish or give up.
+        var hashWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter: UInt64 = 0
         /// Blocks are reserved (fallocate, size unchanged) up to here, ahead of a writer
         /// that extends the file: a page-cache write into reserved blocks costs ~40 % less
         /// than one that must reserve its block itself. False once the filesystem refused.
@@ -57,8 +48,11 @@ final class StagedFile: Sendable {
     private let descriptor: Int32
     private let state: Mutex<State>
 
-    /// Creates an empty staging file in `directory` for `item`.
-    init(directory: String, item: DriveItem, modified: FileTime) throws {
+    private let hasher: HashWorker
+
+    /// Creates an empty staging file in `directory`, hashed behind its writers by `hasher`.
+    init(directory: String, modified: FileTime, hasher: HashWorker) throws {
+        self.hasher = hasher
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         id = UUID().uuidString
         path = directory + "/" + id
@@ -67,7 +61,7 @@ final class StagedFile: Sendable {
             let code = errno
             throw DriveFSError(errno: code == ENOSPC ? ENOSPC : EIO, "cannot create a staging file in \(directory): \(String(cString: strerror(code)))")
         }
-        state = Mutex(State(item: item, size: 0, modified: modified))
+        state = Mutex(State(size: 0, modified: modified))
     }
 
     deinit {
@@ -75,19 +69,17 @@ final class StagedFile: Sendable {
     }
 
     /// Asks the hash worker to catch up with what was written.
-    private func wake() { HashWorker.shared.follow(self) }
+    private func wake() { hasher.follow(self) }
 
     var snapshot: State { state.withLock { $0 } }
-    var isDirty: Bool { state.withLock { $0.version != $0.uploadedVersion && !$0.unlinked } }
-    /// Dirty, and worth trying again without a change (not refused for good).
-    var isRetryable: Bool { state.withLock { $0.version != $0.uploadedVersion && !$0.unlinked && $0.refusedVersion != $0.version } }
+    var size: Int64 { state.withLock { $0.size } }
 
     func update<T>(_ change: (inout State) -> T) -> T { state.withLock { change(&$0) } }
 
     /// Writes at `offset` (`append`: at the end) and returns the count.
     func write(_ data: UnsafeRawBufferPointer, at offset: Int64, append: Bool, now: Double) throws -> Int {
         defer { wake() }
-        return try state.withLock { state in
+        return try changing { state in
             let position = append ? state.size : offset
             if position < state.hash.claim { state.hash.valid = false }
             reserve(&state, writingAt: position, count: data.count)
@@ -101,11 +93,27 @@ final class StagedFile: Sendable {
                 done += count
             }
             state.size = max(state.size, position + Int64(done))
-            state.version += 1
             state.modified = FileTime(now)
             state.explicitModified = false
             return done
         }
+    }
+
+    /// Runs a change under the lock; waiters for the hash hear if it made the follower give up.
+    private func changing<T>(_ change: (inout State) throws -> T) throws -> T {
+        let (result, waiters) = try state.withLock { state in
+            let result = try change(&state)
+            return (result, Self.settledWaiters(&state))
+        }
+        for waiter in waiters { waiter.resume() }
+        return result
+    }
+
+    /// Takes the hash waiters once the follower is no longer following (done or gave up).
+    private static func settledWaiters(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
+        guard !state.hashWaiters.isEmpty, !state.hash.valid || state.hash.done == state.size else { return [] }
+        defer { state.hashWaiters = [:] }
+        return Array(state.hashWaiters.values)
     }
 
     /// Reserves blocks ahead of a write that extends the file from where the reservation
@@ -127,7 +135,7 @@ final class StagedFile: Sendable {
     /// Sets the size (zero-filling growth), as `truncate` does.
     func truncate(to size: Int64, now: Double) throws {
         defer { wake() }
-        try state.withLock { state in
+        try changing { state in
             if size < state.hash.claim { state.hash.valid = false }
             guard ftruncate(descriptor, off_t(size)) == 0 else {
                 let code = errno
@@ -138,7 +146,6 @@ final class StagedFile: Sendable {
             // Shrinking frees the blocks past the new end, reserved ones included.
             state.reserved = min(state.reserved, size)
             state.size = size
-            state.version += 1
             state.modified = FileTime(now)
             state.explicitModified = false
         }
@@ -159,7 +166,7 @@ final class StagedFile: Sendable {
         return Array(bytes[0..<done])
     }
 
-    /// Appends bytes fetched from the server while the file is being filled (no version change).
+    /// Appends bytes fetched from the server while the file is being filled (not a change).
     func fill(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
         state.withLock { reserve(&$0, writingAt: offset, count: bytes.count) }
         var done = 0
@@ -197,15 +204,17 @@ final class StagedFile: Sendable {
             }
             var hasher = claimed.hasher
             buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<done])) }
-            return state.withLock { state in
-                guard state.hash.valid, done == length else {
+            let (more, waiters) = state.withLock { state in
+                if state.hash.valid, done == length {
+                    state.hash.hasher = hasher
+                    state.hash.done = claimed.end
+                } else {
                     state.hash.valid = false
-                    return false
                 }
-                state.hash.hasher = hasher
-                state.hash.done = claimed.end
-                return true
+                return (state.hash.valid, Self.settledWaiters(&state))
             }
+            for waiter in waiters { waiter.resume() }
+            return more
         }
     }
 
@@ -231,12 +240,32 @@ final class StagedFile: Sendable {
             switch hashStatus {
             case .done(let hash, let size): return (hash, size)
             case .gaveUp: return nil
-            case .following:
-                wake()
-                try? await Task.sleep(for: .milliseconds(2))
+            case .following: await followerSettles()
             }
         }
         return nil
+    }
+
+    /// Returns once the follower is done or gave up (or the caller is cancelled).
+    private func followerSettles() async {
+        let id = state.withLock { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                // Parked only while still following and not cancelled: a cancellation that
+                // came first found nothing to resume, so it must not park now.
+                let parked = state.withLock { state -> Bool in
+                    guard !Task.isCancelled, state.hash.valid, state.hash.done < state.size else { return false }
+                    state.hashWaiters[id] = continuation
+                    return true
+                }
+                if parked { wake() } else { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLock { $0.hashWaiters.removeValue(forKey: id) }?.resume()
+        }
     }
 
     /// Gives back the blocks reserved past the end: for content that stays staged (an
@@ -248,49 +277,9 @@ final class StagedFile: Sendable {
         }
     }
 
-    /// Makes the content durable (before it is journaled without a hash, or once an upload failed).
-    func sync() { fsync(descriptor) }
+    /// Makes the content durable (before it is journaled without a hash, or once an upload
+    /// failed), on a thread of its own: an fsync can take seconds.
+    func sync() async { await Blocking.run { [descriptor] in _ = fsync(descriptor) } }
 
     func remove() { unlink(path) }
-}
-
-/// The thread that hashes staged files right behind their writers, one stretch of one
-/// file at a time, round-robin. It is a thread of its own at a lower priority (nice 10):
-/// hashing is long CPU work that would hold one of the cooperative pool's few threads
-/// (one per core) away from every other filesystem request, and on a busy machine it
-/// should yield to the writers it follows — an upload does not wait for it, only its
-/// final check does.
-final class HashWorker: Sendable {
-    static let shared = HashWorker()
-    static let threadName = "adrivefs.hash"
-
-    private let pending = Mutex<[StagedFile]>([])
-    private let signal = DispatchSemaphore(value: 0)
-
-    private init() {
-        Thread { [self] in run() }.start()
-    }
-
-    /// Queues `file` for hashing (once, however often it is asked).
-    func follow(_ file: StagedFile) {
-        let added = pending.withLock { pending in
-            guard !pending.contains(where: { $0 === file }) else { return false }
-            pending.append(file)
-            return true
-        }
-        if added { signal.signal() }
-    }
-
-    private func run() {
-        CurrentThread.setName(Self.threadName)
-        // On Linux the nice value belongs to a thread, and `who` 0 is the calling one.
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
-        var buffer = [UInt8](repeating: 0, count: 4 << 20)
-        while true {
-            signal.wait()
-            guard let file = pending.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
-            // More to do: back in the queue behind the others.
-            if file.followWrites(&buffer) { follow(file) }
-        }
-    }
 }

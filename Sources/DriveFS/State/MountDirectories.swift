@@ -29,6 +29,10 @@ final class MountDirectories: Sendable {
         return layout.stagingDirectory
     }
 
+    /// Lets go of both locks and leaves the folders as they are, as a crash of the mount
+    /// would (tests of recovery).
+    func abandon() { locks.withLock { $0 = (nil, nil) } }
+
     /// At a clean unmount: removes both folders if nothing is left in them but their locks.
     func retire() {
         locks.withLock { locks in
