@@ -128,6 +128,10 @@ let package = Package(
             ],
             swiftSettings: strict),
         .testTarget(
+            name: "FUSETests",
+            dependencies: ["FUSE", "CFuse"],
+            swiftSettings: strict),
+        .testTarget(
             name: "CFuseTests",
             dependencies: ["CFuse"],
             swiftSettings: strict),

@@ -12,7 +12,7 @@ extension AliyunDriveClient {
             throw DriveError(.service, "an entry named \(name) already exists", status: 409, code: "AlreadyExist.File")
         }
         guard let fileID = object["file_id"] as? String else { throw DriveError(.protocolViolation, "create returned no file_id") }
-        let now = Date().timeIntervalSince1970
+        let now = configuration.now()
         return DriveItem(
             fileID: fileID, parentID: parentID, name: object["file_name"] as? String ?? name, isFolder: true, size: 0,
             contentHash: nil, createdAt: now, updatedAt: now)

@@ -239,7 +239,7 @@ extension AliyunDriveClient {
         var renewals = 0
         while true {
             attempt += 1
-            if urls[part].map(Self.expiresSoon) ?? true {
+            if urls[part].map(expiresSoon) ?? true {
                 urls = try await renewPartURLs(upload, from: part, internalURLs: options.internalURLs, existing: urls)
             }
             guard let url = urls[part] else { throw DriveError(.protocolViolation, "no upload URL for part \(part)") }
@@ -338,10 +338,10 @@ extension AliyunDriveClient {
     }
 
     /// True when a presigned URL expires within two minutes (its `x-oss-expires`).
-    static func expiresSoon(_ url: String) -> Bool {
+    func expiresSoon(_ url: String) -> Bool {
         guard let expires = URLComponents(string: url)?.queryItems?.first(where: { $0.name == "x-oss-expires" })?.value.flatMap(Double.init)
         else { return false }
-        return expires - Date().timeIntervalSince1970 < 120
+        return expires - configuration.now() < 120
     }
 }
 

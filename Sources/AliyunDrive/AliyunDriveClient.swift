@@ -21,11 +21,15 @@ public final class AliyunDriveClient: Sendable {
         public var maxBackoff: Duration
         /// Stall limit for API calls and data transfers.
         public var stallTimeout: Duration
+        /// The clock for token and download-link expiry, and rate limits (tests pass their own).
+        public var now: @Sendable () -> Double
 
         public init(
             endpoint: String, tokenFile: String?, stateDirectory: String, drive: DriveKind = .default, maxAttempts: Int = 6,
-            baseBackoff: Duration = .milliseconds(200), maxBackoff: Duration = .seconds(5), stallTimeout: Duration = .seconds(20)
+            baseBackoff: Duration = .milliseconds(200), maxBackoff: Duration = .seconds(5), stallTimeout: Duration = .seconds(20),
+            now: @escaping @Sendable () -> Double = SystemTime.now
         ) {
+            self.now = now
             self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
             self.tokenFile = tokenFile
             self.stateDirectory = stateDirectory
@@ -67,7 +71,7 @@ public final class AliyunDriveClient: Sendable {
         self.configuration = configuration
         self.http = http
         self.limiter = limiter ?? RateLimiter(
-            now: { Date().timeIntervalSince1970 }, sleep: { seconds in try await Task.sleep(for: .milliseconds(Int(seconds * 1000) + 1)) })
+            now: configuration.now, sleep: { seconds in try await Task.sleep(for: .milliseconds(Int(seconds * 1000) + 1)) })
         let endpoint = configuration.endpoint
         let stall = configuration.stallTimeout
         let logger = Logger(label: "adrivefs.api")
@@ -76,7 +80,7 @@ public final class AliyunDriveClient: Sendable {
         }
         tokens = TokenManager(
             refreshToken: refreshToken, tokenFile: configuration.tokenFile, stateDirectory: configuration.stateDirectory,
-            logger: logger, refresher: refresher,
+            now: configuration.now, logger: logger, refresher: refresher,
             sessionCreator: { access, refreshToken in
                 try await Self.createSessionCall(http: http, endpoint: endpoint, access: access, refreshToken: refreshToken, stall: stall)
             })
@@ -157,13 +161,13 @@ public final class AliyunDriveClient: Sendable {
     /// A download link for the file, cached until a minute before it expires.
     /// Concurrent callers share one `get_download_url` call.
     public func downloadLink(fileID: String) async throws -> DownloadLink {
-        let now = Date().timeIntervalSince1970
+        let now = configuration.now()
         if let cached = links.withLock({ $0[fileID] }), cached.expiresAt - now > 60 { return cached }
         return try await linkFlights.run(fileID) { try await self.fetchLink(fileID: fileID) }
     }
 
     private func fetchLink(fileID: String) async throws -> DownloadLink {
-        let now = Date().timeIntervalSince1970
+        let now = configuration.now()
         let object = try await call("/v2/file/get_download_url", ["drive_id": driveID, "file_id": fileID, "expire_sec": 14_400])
         guard let link = Self.link(from: object, now: now) else {
             throw DriveError(.protocolViolation, "get_download_url returned no url")
@@ -187,7 +191,7 @@ public final class AliyunDriveClient: Sendable {
     /// have none, so that opening them next costs no call — one call per window of files,
     /// not one per file. Failures are ignored: a later read asks for its link alone.
     public func prefetchDownloadLinks(fileIDs: [String]) async {
-        let now = Date().timeIntervalSince1970
+        let now = configuration.now()
         let wanted = Array(links.withLock { links in fileIDs.filter { (links[$0]?.expiresAt ?? 0) - now <= 60 } }.prefix(100))
         guard wanted.count > 1, wanted.first == fileIDs.first else { return }
         let requests: [[String: any Sendable]] = wanted.map { fileID in

@@ -23,6 +23,8 @@ public final class ShareClient: Sendable {
     private let http: any HTTPClient
     private let limiter: RateLimiter
     private let attempts: Int
+    /// The clock for the share token's renewal and link expiry.
+    private let now: @Sendable () -> Double
     private let stall: Duration
     private let logger = Logger(label: "adrivefs.share")
     private let token = Mutex<(value: String, renewAt: Double)?>(nil)
@@ -40,15 +42,16 @@ public final class ShareClient: Sendable {
 
     public init(
         shareID: String, password: String, endpoint: String, http: any HTTPClient, owner: AliyunDriveClient?, limiter: RateLimiter? = nil,
-        attempts: Int = 6, stall: Duration = .seconds(20)
+        attempts: Int = 6, stall: Duration = .seconds(20), now: @escaping @Sendable () -> Double = SystemTime.now
     ) {
+        self.now = now
         self.shareID = shareID
         self.password = password
         self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
         self.http = http
         self.owner = owner
         self.limiter = limiter ?? RateLimiter(
-            limits: Self.limits, now: { Date().timeIntervalSince1970 },
+            limits: Self.limits, now: now,
             sleep: { seconds in try await Task.sleep(for: .milliseconds(Int(seconds * 1000) + 1)) })
         self.attempts = max(1, attempts)
         self.stall = stall
@@ -70,8 +73,8 @@ public final class ShareClient: Sendable {
 
     /// The share token, fetched or renewed when it is within 5 minutes of expiring.
     func currentToken() async throws -> String {
-        let now = Date().timeIntervalSince1970
-        if let cached = token.withLock({ $0 }), cached.renewAt > now { return cached.value }
+        let current = now()
+        if let cached = token.withLock({ $0 }), cached.renewAt > current { return cached.value }
         return try await renewToken()
     }
 
@@ -82,7 +85,7 @@ public final class ShareClient: Sendable {
                 throw DriveError(.protocolViolation, "get_share_token returned no token")
             }
             let lifetime = (object["expires_in"] as? NSNumber)?.doubleValue ?? 7200
-            self.token.withLock { $0 = (value, Date().timeIntervalSince1970 + max(30, lifetime - 300)) }
+            self.token.withLock { $0 = (value, self.now() + max(30, lifetime - 300)) }
             return value
         }
     }
@@ -141,7 +144,7 @@ public final class ShareClient: Sendable {
             throw DriveError(.protocolViolation, "get_share_link_download_url returned no url")
         }
         let expires = URLComponents(string: url)?.queryItems?.first { $0.name == "x-oss-expires" }?.value.flatMap(Double.init)
-        return DownloadLink(url: url, expiresAt: expires ?? Date().timeIntervalSince1970 + 500, referer: "https://www.alipan.com/", contentHash: nil)
+        return DownloadLink(url: url, expiresAt: expires ?? now() + 500, referer: "https://www.alipan.com/", contentHash: nil)
     }
 
     /// Streams a byte range of a shared file through `link` (a legacy link).

@@ -32,10 +32,12 @@ actor TokenManager {
     private var sessionTask: Task<Void, any Error>?
     /// Performs the token call: (refresh token) → response object. Set by the client.
     private let refresher: @Sendable (String) async throws -> [String: any Sendable]
+    private let now: @Sendable () -> Double
     private let sessionCreator: @Sendable (Access, String) async throws -> Void
 
     init(
-        refreshToken: String, tokenFile: String?, stateDirectory: String, refreshMargin: Double = 300, logger: Logger,
+        refreshToken: String, tokenFile: String?, stateDirectory: String, refreshMargin: Double = 300,
+        now: @escaping @Sendable () -> Double = SystemTime.now, logger: Logger,
         refresher: @escaping @Sendable (String) async throws -> [String: any Sendable],
         sessionCreator: @escaping @Sendable (Access, String) async throws -> Void
     ) {
@@ -43,6 +45,7 @@ actor TokenManager {
         self.tokenFile = tokenFile
         self.stateDirectory = stateDirectory
         self.refreshMargin = refreshMargin
+        self.now = now
         self.logger = logger
         self.refresher = refresher
         self.sessionCreator = sessionCreator
@@ -51,7 +54,7 @@ actor TokenManager {
     /// A usable access token (refreshing first when missing or about to expire) with the
     /// device identity; creates the device session once per token.
     func access(withSession: Bool = true) async throws -> Access {
-        if accessToken == nil || Date().timeIntervalSince1970 > expiresAt - refreshMargin {
+        if accessToken == nil || now() > expiresAt - refreshMargin {
             try await refresh()
         }
         if withSession && !sessionReady { try await createSession() }
@@ -92,7 +95,7 @@ actor TokenManager {
         }
         refreshToken = rotated
         accessToken = access
-        expiresAt = Date().timeIntervalSince1970 + lifetime
+        expiresAt = now() + lifetime
         let previousUser = account?.userID
         account = Account(userID: userID, defaultDriveID: response["default_drive_id"] as? String ?? "")
         if previousUser != userID || device == nil {

@@ -2,22 +2,45 @@ internal import CFuse
 import Glibc
 import Logging
 
-/// One kernel request (`fuse_req_t`). The handle stays valid until a reply function is
-/// called, from any thread; `Request` is therefore sendable, and each one is answered by
-/// exactly one of the `reply…` methods below (all replies go through `FUSEDispatch.run`).
-struct Request: @unchecked Sendable {
+/// A kernel request (`fuse_req_t`) on its way to the task that answers it. It cannot
+/// reply: the task makes a `Request` of it, and that answers.
+struct RequestHandle: @unchecked Sendable {
+    // Unchecked: the handle stays valid until a reply function is called, from any thread.
+    let raw: fuse_req_t
+}
+
+/// One kernel request, answered exactly once — the type makes sure of it: each `reply…`
+/// consumes the request, and one dropped without a reply answers EIO (and says so in the
+/// log) from its `deinit`, so the kernel's caller is never left waiting.
+struct Request: ~Copyable {
     let raw: fuse_req_t
 
+    init(_ raw: fuse_req_t) { self.raw = raw }
+
+    init(_ handle: RequestHandle) { raw = handle.raw }
+
+    deinit {
+        FUSEDispatch.logger.error("a request was dropped without a reply; answering EIO")
+        fuse_reply_err(raw, EIO)
+    }
+
     /// The corresponding libfuse call is `fuse_reply_err`.
-    func reply(errno: Int32) { fuse_reply_err(raw, errno) }
+    consuming func reply(errno: Int32) {
+        fuse_reply_err(raw, errno)
+        discard self
+    }
 
     /// The corresponding libfuse call is `fuse_reply_none` (forget).
-    func replyNone() { fuse_reply_none(raw) }
+    consuming func replyNone() {
+        fuse_reply_none(raw)
+        discard self
+    }
 
     /// The corresponding libfuse call is `fuse_reply_entry`.
-    func reply(entry: Entry) {
+    consuming func reply(entry: Entry) {
         var parameters = Self.parameters(entry)
         fuse_reply_entry(raw, &parameters)
+        discard self
     }
 
     static func parameters(_ entry: Entry) -> fuse_entry_param {
@@ -31,40 +54,52 @@ struct Request: @unchecked Sendable {
     }
 
     /// The corresponding libfuse call is `fuse_reply_attr`.
-    func reply(attributes: AttributeReply) {
+    consuming func reply(attributes: AttributeReply) {
         var stat = attributes.attributes.stat
         fuse_reply_attr(raw, &stat, attributes.timeout)
+        discard self
     }
 
     /// The corresponding libfuse call is `fuse_reply_open`.
-    func reply(open: OpenReply) {
+    consuming func reply(open: OpenReply) {
         var info = fuse_file_info()
         info.fh = open.handle
         info.keep_cache = open.keepCache ? 1 : 0
         info.direct_io = open.directIO ? 1 : 0
         fuse_reply_open(raw, &info)
+        discard self
     }
 
     /// The corresponding libfuse call is `fuse_reply_create`.
-    func reply(created entry: Entry, info: inout fuse_file_info) {
+    consuming func reply(created entry: Entry, info: inout fuse_file_info) {
         var parameters = Self.parameters(entry)
         fuse_reply_create(raw, &parameters, &info)
+        discard self
     }
 
     /// The corresponding libfuse call is `fuse_reply_buf`.
-    func reply(bytes: any ReadBytes) {
+    consuming func reply(bytes: any ReadBytes) {
+        let request = raw
         bytes.withUnsafeBytes { raw in
-            _ = fuse_reply_buf(self.raw, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
+            _ = fuse_reply_buf(request, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
         }
+        discard self
     }
 
     /// The corresponding libfuse call is `fuse_reply_xattr` (size probe).
-    func reply(xattrSize: Int) { fuse_reply_xattr(raw, xattrSize) }
+    consuming func reply(xattrSize: Int) {
+        fuse_reply_xattr(raw, xattrSize)
+        discard self
+    }
 
-    func reply(written: Int) { fuse_reply_write(raw, written) }
+    /// The corresponding libfuse call is `fuse_reply_write`.
+    consuming func reply(written: Int) {
+        fuse_reply_write(raw, written)
+        discard self
+    }
 
     /// The corresponding libfuse call is `fuse_reply_statfs`.
-    func reply(statistics: FileSystemStatistics) {
+    consuming func reply(statistics: FileSystemStatistics) {
         var buffer = statvfs()
         buffer.f_bsize = UInt(statistics.blockSize)
         buffer.f_frsize = UInt(statistics.blockSize)
@@ -76,12 +111,23 @@ struct Request: @unchecked Sendable {
         buffer.f_favail = UInt(statistics.freeFiles)
         buffer.f_namemax = UInt(statistics.maximumNameLength)
         fuse_reply_statfs(raw, &buffer)
+        discard self
     }
 
-    /// Packs directory entries into at most `size` bytes (`fuse_add_direntry` or
-    /// `fuse_add_direntry_plus`), lets `beforeSending` count the lookups of the inodes
-    /// handed out with `plus` (before the kernel can forget them), then replies.
-    func reply(entries: [DirectoryEntry], size: Int, plus: Bool, beforeSending: ([InodeNumber]) -> Void) {
+    /// Packs directory entries into at most `size` bytes, lets `beforeSending` count the
+    /// lookups of the inodes handed out with `plus` (before the kernel can forget them),
+    /// then replies.
+    consuming func reply(entries: [DirectoryEntry], size: Int, plus: Bool, beforeSending: ([InodeNumber]) -> Void) {
+        let packed = Self.pack(entries, size: size, plus: plus, for: raw)
+        if !packed.remembered.isEmpty { beforeSending(packed.remembered) }
+        fuse_reply_buf(raw, packed.buffer, packed.used)
+        discard self
+    }
+
+    /// The bytes of a readdir reply (`fuse_add_direntry`, or `fuse_add_direntry_plus` with
+    /// `plus`) holding as many entries as fit in `size`, and the inodes whose lookups the
+    /// reply hands out. (libfuse does not use the request to pack.)
+    static func pack(_ entries: [DirectoryEntry], size: Int, plus: Bool, for raw: fuse_req_t) -> (buffer: [CChar], used: Int, remembered: [InodeNumber]) {
         var buffer = [CChar](repeating: 0, count: size)
         var used = 0
         var remembered: [InodeNumber] = []
@@ -109,8 +155,7 @@ struct Request: @unchecked Sendable {
                 if plus, entry.entry != nil, entry.name != ".", entry.name != ".." { remembered.append(entry.inode) }
             }
         }
-        if !remembered.isEmpty { beforeSending(remembered) }
-        fuse_reply_buf(raw, buffer, used)
+        return (buffer, used, remembered)
     }
 }
 

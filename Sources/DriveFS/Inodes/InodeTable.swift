@@ -8,8 +8,9 @@ import Synchronization
 /// hash) is kept here and nowhere else: whoever changes a file (an upload, a rename)
 /// updates it here.
 ///
-/// INVARIANT: `byID[id] == inode` for a record's `id` and each of its `aliases`, and for
-/// no other inode.
+/// INVARIANT: every id in `byID` leads to a live record of that file (its `id` or one of
+/// its `aliases`). (A record's own id may lead elsewhere, or nowhere: when a listing made a
+/// second inode for a file an upload was adopting, the adopting inode wins the id.)
 final class InodeTable: Sendable {
     struct Record: Sendable {
         var inode: InodeNumber
@@ -50,7 +51,7 @@ final class InodeTable: Sendable {
 
     /// The inode of a folder entry (created if needed) with its metadata refreshed; adds `lookups`.
     func inode(for child: Child, addingLookups lookups: UInt64) -> Record {
-        state.withLock { state in
+        mutate { state in
             if let existing = state.byID[child.id], var record = state.records[existing] {
                 // A local file's item is this table's own (the listing's is a copy).
                 if existing != Self.rootInode, !record.id.isLocal { record.item = child.item }
@@ -72,7 +73,7 @@ final class InodeTable: Sendable {
     /// stands for that file (an upload mints a new file_id): a local id stays an alias, a
     /// drive id no longer maps here.
     func replace(_ inode: InodeNumber, with item: DriveItem, id: FileID? = nil) {
-        state.withLock { state in
+        mutate { state in
             guard var record = state.records[inode] else { return }
             if let id, id != record.id {
                 if record.id.isLocal {
@@ -102,7 +103,7 @@ final class InodeTable: Sendable {
 
     /// Drops `count` lookups; an inode with none left is freed (never the root).
     func forget(_ inode: InodeNumber, count: UInt64) {
-        state.withLock { state in
+        mutate { state in
             guard inode != Self.rootInode, var record = state.records[inode] else { return }
             record.lookups = record.lookups > count ? record.lookups - count : 0
             if record.lookups == 0 {
@@ -116,13 +117,37 @@ final class InodeTable: Sendable {
     /// Frees those of `inodes` the kernel holds no lookup on: entries a plain `readdir`
     /// numbered but nobody looked up (`readdirplus` entries were counted when sent).
     func prune(_ inodes: [InodeNumber]) {
-        state.withLock { state in
+        mutate { state in
             for inode in inodes where inode != Self.rootInode {
                 guard let record = state.records[inode], record.lookups == 0 else { continue }
                 Self.free(record, in: &state)
             }
         }
     }
+
+    /// Changes the table; debug builds check the invariant after each change (on tables
+    /// small enough for that to be cheap).
+    private func mutate<T>(_ change: (inout State) -> T) -> T {
+        state.withLock { state in
+            let result = change(&state)
+            #if DEBUG
+                if state.records.count <= 4096 { Self.checkInvariant(state) }
+            #endif
+            return result
+        }
+    }
+
+    #if DEBUG
+        private static func checkInvariant(_ state: State) {
+            for (inode, record) in state.records {
+                assert(record.inode == inode, "record \(record.inode) filed under \(inode)")
+            }
+            for (id, inode) in state.byID {
+                let record = state.records[inode]
+                assert(record.map { $0.id == id || $0.aliases.contains(id) } == true, "\(id) leads to inode \(inode), which is not that file")
+            }
+        }
+    #endif
 
     private static func free(_ record: Record, in state: inout State) {
         state.records[record.inode] = nil

@@ -23,12 +23,14 @@ public final class ShareDrive: DriveService {
     private let loggedNoLogin = Mutex(false)
     private let loggedGone = Mutex(false)
     private let logger = Logger(label: "adrivefs.share")
+    private let now: @Sendable () -> Double
 
     /// `copyTTL`: seconds a copy outlives its last reader; `lockDirectory`: where this
     /// account's mounts keep their locks (the state directory).
     public init(share: ShareClient, copyTTL: Double, lockDirectory: String, now: (@Sendable () -> Double)? = nil) {
         self.share = share
         let now = now ?? { Date().timeIntervalSince1970 }
+        self.now = now
         copies = share.owner.map { ShareCopies(owner: $0, share: share, ttl: copyTTL, lockDirectory: lockDirectory, now: now) }
     }
 
@@ -123,7 +125,7 @@ public final class ShareDrive: DriveService {
     }
 
     private func legacyLink(_ fileID: String) async throws -> DownloadLink {
-        if let link = links.withLock({ $0[fileID] }), link.expiresAt - Date().timeIntervalSince1970 > 30 { return link }
+        if let link = links.withLock({ $0[fileID] }), link.expiresAt - now() > 30 { return link }
         let link = try await share.legacyLink(fileID: fileID)
         links.withLock { $0[fileID] = link }
         return link
