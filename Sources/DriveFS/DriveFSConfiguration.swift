@@ -35,14 +35,18 @@ public struct DriveFSConfiguration: Sendable {
     public var shareID: String? = nil
     /// First delay of the background retry of a failed upload; doubles up to 60 s.
     public var uploadRetryDelay: Double
+    /// Write-back: seconds a closed file waits before its upload (0: uploaded at close).
+    public var writeBackDelay: Double
 
     public init(
         rootID: String = "root", uid: UInt32, gid: UInt32, umask: UInt32 = 0o022, directoryCacheTTL: Double = 60,
         cacheSize: Int = 48 << 20, readAhead: Int = 24 << 20, chunkSize: Int = 4 << 20, randomReadSize: Int = 64 << 10,
         readOnly: Bool = false, state: StateLayout = StateLayout(journalRoot: "/tmp/adrivefs-pending", stagingRoot: "/tmp/adrivefs-staging", binding: nil),
         diskCacheDirectory: String = "/tmp/adrivefs-chunks", diskCacheSize: Int = 0,
-        timesDirectory: String? = nil, uploadOptions: UploadOptions = UploadOptions(), uploadRetryDelay: Double = 2
+        timesDirectory: String? = nil, uploadOptions: UploadOptions = UploadOptions(), uploadRetryDelay: Double = 2,
+        writeBackDelay: Double = 0
     ) {
+        self.writeBackDelay = writeBackDelay
         self.rootID = rootID
         self.uid = uid
         self.gid = gid

@@ -33,6 +33,7 @@ public struct MountOptionSpec: Sendable {
         .init(name: "cache_dir", kind: .value("PATH"), help: "where files being written are staged and the disk cache lives (default: ~/.cache/adrivefs)"),
         .init(name: "disk_cache_size", kind: .value("SIZE"), help: "keep downloaded content on disk under cache_dir, up to SIZE, e.g. 10G (default: 0, off)"),
         .init(name: "upload_wait", kind: .value("SECONDS"), help: "how long unmount waits for pending uploads (default: 600)"),
+        .init(name: "write_back", kind: .value("SECONDS"), help: "close() returns once the file is safe on local disk; upload SECONDS later (default: 0, upload at close)"),
         .init(name: "internal_upload", kind: .flag, help: "send upload bytes to the internal (in-region) upload URLs"),
         .init(name: "no_rapid_upload", kind: .flag, help: "never try rapid upload (always send the bytes)"),
         .init(name: "share_pwd_file", kind: .value("PATH"), help: "shares: file holding the share's password (or ADRIVEFS_SHARE_PWD)"),
@@ -83,6 +84,7 @@ public struct MountOptions: Sendable, Equatable {
     public var cacheDirectory: String?
     public var diskCacheSize = 0
     public var uploadWait: Double = 600
+    public var writeBack: Double = 0
     public var internalUpload = false
     public var rapidUpload = true
     public var sharePasswordFile: String?
@@ -175,6 +177,9 @@ public struct MountOptions: Sendable, Equatable {
         case "upload_wait":
             guard let number = Double(value), number >= 0 else { throw bad("a number of seconds") }
             uploadWait = number
+        case "write_back":
+            guard let number = Double(value), number >= 0, number <= 86_400 else { throw bad("a number of seconds up to 86400") }
+            writeBack = number
         case "share_pwd_file": sharePasswordFile = value
         case "share_copy_ttl":
             guard let number = Double(value), number >= 0 else { throw bad("a number of seconds") }

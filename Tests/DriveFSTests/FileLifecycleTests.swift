@@ -11,7 +11,7 @@ import Testing
 
     /// One event of each kind (uploads name the version in flight).
     static let events: [(name: String, event: Event)] = [
-        ("fetched", .fetched), ("fetchFailed", .fetchFailed), ("leased", .leased), ("changed", .changed), ("flushed", .flushed),
+        ("fetched", .fetched), ("fetchFailed", .fetchFailed), ("leased", .leased), ("changed", .changed), ("flushed", .flushed), ("fsynced", .fsynced),
         ("released", .released), ("uploadStarted", .uploadStarted), ("uploadSucceeded", .uploadSucceeded(version: 3)),
         ("uploadFailed", .uploadFailed(version: 3, refused: false)), ("uploadRefused", .uploadFailed(version: 3, refused: true)),
         ("retryDue", .retryDue), ("unlinked", .unlinked),
@@ -21,41 +21,41 @@ import Testing
     static let table: [State: [String: (State?, [Action])]] = [
         .fetching: [
             // (Version 3: changed while fetching, i.e. emptied instead of filled.)
-            "fetched": (.dirty, []), "fetchFailed": (.unlinked, [.drop]), "leased": (nil, []), "changed": (nil, []), "flushed": (nil, []),
+            "fetched": (.dirty, []), "fetchFailed": (.unlinked, [.drop]), "leased": (nil, []), "changed": (nil, []), "flushed": (nil, []), "fsynced": (nil, []),
             "released": (nil, []), "uploadStarted": (nil, []), "uploadSucceeded": (nil, []), "uploadFailed": (nil, []),
             "uploadRefused": (nil, []), "retryDue": (nil, []), "unlinked": (.unlinked, [.forgetUpload, .drop]),
         ],
         .clean: [
-            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (.dirty, []), "flushed": (nil, []),
+            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (.dirty, []), "flushed": (nil, []), "fsynced": (nil, []),
             "released": (nil, [.drop]), "uploadStarted": (nil, []), "uploadSucceeded": (nil, []), "uploadFailed": (nil, []),
             "uploadRefused": (nil, []), "retryDue": (nil, []), "unlinked": (.unlinked, [.forgetUpload, .drop]),
         ],
         .dirty: [
-            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (nil, []), "flushed": (nil, [.upload]),
+            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (nil, []), "flushed": (nil, [.upload]), "fsynced": (nil, [.upload]),
             "released": (nil, [.upload]), "uploadStarted": (.uploading, [.send(version: 3)]), "uploadSucceeded": (nil, []),
             "uploadFailed": (nil, []), "uploadRefused": (nil, []), "retryDue": (nil, [.upload]),
             "unlinked": (.unlinked, [.forgetUpload, .drop]),
         ],
         .uploading: [
-            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (nil, []), "flushed": (nil, [.upload]),
+            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (nil, []), "flushed": (nil, [.upload]), "fsynced": (nil, [.upload]),
             "released": (nil, []), "uploadStarted": (nil, []), "uploadSucceeded": (.clean, [.drop]),
             "uploadFailed": (.failed, [.retryLater]), "uploadRefused": (.refused, []), "retryDue": (nil, []),
             // The upload in flight finishes first; its success then drops the content.
             "unlinked": (.unlinked, [.forgetUpload]),
         ],
         .failed: [
-            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (.dirty, []), "flushed": (nil, [.upload]),
+            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (.dirty, []), "flushed": (nil, [.upload]), "fsynced": (nil, [.upload]),
             "released": (nil, [.upload]), "uploadStarted": (.uploading, [.send(version: 3)]), "uploadSucceeded": (nil, []),
             "uploadFailed": (nil, []), "uploadRefused": (nil, []), "retryDue": (nil, [.upload]),
             "unlinked": (.unlinked, [.forgetUpload, .drop]),
         ],
         .refused: [
-            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (.dirty, []), "flushed": (nil, [.refuse]),
+            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (.dirty, []), "flushed": (nil, [.refuse]), "fsynced": (nil, [.refuse]),
             "released": (nil, []), "uploadStarted": (nil, [.refuse]), "uploadSucceeded": (nil, []), "uploadFailed": (nil, []),
             "uploadRefused": (nil, []), "retryDue": (nil, []), "unlinked": (.unlinked, [.forgetUpload, .drop]),
         ],
         .unlinked: [
-            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (nil, []), "flushed": (nil, []),
+            "fetched": (nil, []), "fetchFailed": (nil, []), "leased": (nil, []), "changed": (nil, []), "flushed": (nil, []), "fsynced": (nil, []),
             "released": (nil, [.drop]), "uploadStarted": (nil, []), "uploadSucceeded": (nil, [.drop]), "uploadFailed": (nil, []),
             "uploadRefused": (nil, []), "retryDue": (nil, []), "unlinked": (nil, [.forgetUpload, .drop]),
         ],
@@ -141,6 +141,30 @@ import Testing
         #expect(lifecycle.handle(.flushed) == [.refuse])
         #expect(lifecycle.handle(.changed) == [])
         #expect(lifecycle.handle(.flushed) == [.upload])
+    }
+
+    /// Write-back: a flush or the last release queues the upload (after making the content
+    /// durable); fsync still uploads; a change during an upload is queued again.
+    @Test func writeBackQueuesWhatCloseWouldUpload() {
+        for state in [State.dirty, .failed] {
+            var flushed = FileLifecycle(state: state, leases: 1, deferred: true)
+            #expect(flushed.handle(.flushed) == [.uploadLater], "\(state)")
+            #expect(flushed.handle(.fsynced) == [.upload], "\(state)")
+            #expect(flushed.handle(.released) == [.uploadLater], "\(state)")
+            #expect(flushed.state == state)
+        }
+        var uploading = FileLifecycle(state: .uploading, version: 1, deferred: true)
+        #expect(uploading.handle(.flushed) == [.uploadLater])
+        #expect(uploading.handle(.changed) == [])
+        #expect(uploading.handle(.uploadSucceeded(version: 1)) == [.uploadLater])
+        // A queued upload that comes due uploads, and its success drops the content.
+        #expect(uploading.handle(.retryDue) == [.upload])
+        #expect(uploading.handle(.uploadStarted) == [.send(version: 2)])
+        #expect(uploading.handle(.uploadSucceeded(version: 2)) == [.drop])
+        var refused = FileLifecycle(state: .refused, deferred: true)
+        #expect(refused.handle(.flushed) == [.refuse])
+        var clean = FileLifecycle(state: .clean, leases: 1, deferred: true)
+        #expect(clean.handle(.flushed) == [] && clean.handle(.released) == [.drop])
     }
 
     @Test func aFetchThatFailsLeavesNothing() {

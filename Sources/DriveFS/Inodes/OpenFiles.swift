@@ -20,6 +20,8 @@ struct OpenFile: Sendable {
 /// The open file and folder handles of the mount, and the content hash last served per
 /// inode (for keeping the kernel's page cache across opens). Short critical sections only;
 /// nothing is called out under the lock.
+///
+/// INVARIANT: a handle number is used once (`next` only grows), by a file or a folder.
 final class OpenFiles: Sendable {
     private struct State {
         var next: UInt64 = 1

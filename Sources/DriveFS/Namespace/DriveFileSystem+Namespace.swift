@@ -124,7 +124,13 @@ extension DriveFileSystem {
                 items.append(moved)
             }
         }
-        if let inode = target.inode { inodes.replace(inode, with: moved) }
+        if let inode = target.inode {
+            inodes.replace(inode, with: moved)
+            // Write-back: the queued upload's journal entry names the new place.
+            if let writer = writers.writer(inode), writeBack.isPending(writer.id), configuration.writeBackDelay > 0 {
+                try? await uploader.stage(writer)
+            }
+        }
     }
 
     /// A folder and the entry named `name` in it, if any.

@@ -24,7 +24,7 @@ extension DriveFileSystem {
     private func fill(_ record: InodeTable.Record, empty: Bool) async throws -> FileWriter {
         let item = record.item
         let content = try StagedFile(directory: try own.staging(), modified: times.modified(for: item) ?? FileTime(item.updatedAt), hasher: hasher)
-        let writer = FileWriter(inode: record.inode, content: content, new: false)
+        let writer = FileWriter(inode: record.inode, content: content, new: false, deferred: configuration.writeBackDelay > 0)
         do {
             if empty {
                 if item.size > 0 { writer.handle(.changed) }

@@ -11,6 +11,7 @@ extension DriveFileSystem {
         for action in actions {
             switch action {
             case .upload: try await upload(writer)
+            case .uploadLater: try await uploadLater(writer)
             case .refuse: throw refused(writer)
             case .retryLater: scheduleRetry(writer, cause: cause)
             case .forgetUpload:
@@ -21,6 +22,17 @@ extension DriveFileSystem {
             // Only `uploadStarted` asks to send, and the queue's upload handles it.
             case .send: break
             }
+        }
+    }
+
+    /// Write-back: the content and its journal entry are made durable now (a crash loses
+    /// nothing), and the upload waits `write_back` seconds in `WriteBack` — unless already queued.
+    private func uploadLater(_ writer: FileWriter) async throws {
+        try await uploader.stage(writer)
+        writeBack.schedule(writer.id, path: path(of: writer), error: "written back", attempts: 0, after: configuration.writeBackDelay) {
+            [weak self, weak writer] _ in
+            guard let self, let writer else { return .done }
+            return await self.retry(writer)
         }
     }
 
@@ -78,16 +90,22 @@ extension DriveFileSystem {
     /// the content or it no longer needs it (unlinked, refused, uploaded by a later flush).
     func scheduleRetry(_ writer: FileWriter, cause: String) {
         writeBack.schedule(writer.id, path: path(of: writer), error: cause) { [weak self, weak writer] _ in
-            guard let self, let writer, self.writers.writer(writer.inode) === writer else { return .done }
-            // After whatever runs on the file now (an upload by its last release, say).
-            try? await writer.queue.run {}
-            do {
-                try await self.perform(writer.handle(.retryDue), writer)
-            } catch {
-                return writer.state.isRetryable ? .retry(error: DriveFSError(error).description) : .done
-            }
-            return writer.state.isRetryable ? .retry(error: "still pending") : .done
+            guard let self, let writer else { return .done }
+            return await self.retry(writer)
         }
+    }
+
+    /// One try at a queued upload: done once the drive has the content or it no longer needs it.
+    private func retry(_ writer: FileWriter) async -> WriteBack.Outcome {
+        guard writers.writer(writer.inode) === writer else { return .done }
+        // After whatever runs on the file now (an upload by its last release, say).
+        try? await writer.queue.run {}
+        do {
+            try await perform(writer.handle(.retryDue), writer)
+        } catch {
+            return writer.state.isRetryable ? .retry(error: DriveFSError(error).description) : .done
+        }
+        return writer.state.isRetryable ? .retry(error: "still pending") : .done
     }
 
     /// The paths of files whose content the drive does not have yet, sorted.

@@ -47,7 +47,7 @@ extension DriveFileSystem: WritableFileSystem {
         let id = UUID()
         // The kernel's lookup; the writer adds its own.
         let record = inodes.inode(for: Child(local: id, item: item), addingLookups: 1)
-        let lease = writers.install(FileWriter(inode: record.inode, content: content, new: true))
+        let lease = writers.install(FileWriter(inode: record.inode, content: content, new: true, deferred: configuration.writeBackDelay > 0))
         directories.setLocal(id, item, in: folder.item.fileID)
         return (record, lease)
     }
@@ -152,7 +152,7 @@ extension DriveFileSystem: WritableFileSystem {
 
     public func fsync(inode: InodeNumber, handle: UInt64, dataOnly: Bool) async throws {
         guard let writer = writers.writer(inode) else { return }
-        try await perform(writer.handle(.flushed), writer)
+        try await perform(writer.handle(.fsynced), writer)
     }
 
     /// Ends a writer's lease and does what its release calls for (an upload by the last

@@ -5,6 +5,9 @@
 /// `version` counts changes to the local content; an upload sends one version and, once
 /// the drive has it, the file is clean only if nothing changed meanwhile. `leases` counts
 /// the writers (open handles that may write, or an operation writing for a moment).
+///
+/// With write-back (`deferred`), a flush or the last release does not upload: it makes the
+/// content durable here and queues its upload (`uploadLater`); fsync still uploads.
 struct FileLifecycle: Sendable, Equatable {
     enum State: Sendable, Equatable, CaseIterable {
         /// The drive's content is being copied in before the first change (or the content
@@ -16,21 +19,22 @@ struct FileLifecycle: Sendable, Equatable {
         /// changed → dirty; unlinked → unlinked; last released → drop.
         case clean
         /// Changed since the drive got it.
-        /// uploadStarted → uploading (send); flushed, last released, retryDue → upload;
-        /// unlinked → unlinked.
+        /// uploadStarted → uploading (send); fsynced, retryDue → upload; flushed, last
+        /// released → upload (deferred: uploadLater); unlinked → unlinked.
         case dirty
         /// `sending` is on its way to the drive (one upload at a time: the file's queue).
         /// uploadSucceeded → clean (drop if no writer), or dirty if changed meanwhile
-        /// (upload if no writer will); uploadFailed → failed (retry later), or refused;
-        /// flushed → upload (waits behind this one); changed → stays, version grows.
+        /// (upload, or uploadLater, if no writer will); uploadFailed → failed (retry later),
+        /// or refused; flushed, fsynced → upload (waits behind this one; deferred flush:
+        /// uploadLater); changed → stays, version grows.
         case uploading
         /// The last upload failed; `WriteBack` tries again.
-        /// retryDue, flushed, last released → upload; uploadStarted → uploading;
-        /// changed → dirty; unlinked → unlinked.
+        /// retryDue, fsynced, flushed, last released → upload (deferred flush and release:
+        /// uploadLater); uploadStarted → uploading; changed → dirty; unlinked → unlinked.
         case failed
         /// The drive refused this version for good (over its per-file size limit): not
         /// retried nor waited for until the content changes.
-        /// changed → dirty; flushed, uploadStarted → refuse (EFBIG, without asking);
+        /// changed → dirty; flushed, fsynced, uploadStarted → refuse (EFBIG, without asking);
         /// unlinked → unlinked.
         case refused
         /// The name is gone: the content is never uploaded again. Terminal.
@@ -45,8 +49,11 @@ struct FileLifecycle: Sendable, Equatable {
         case leased
         /// A write or a truncate.
         case changed
-        /// flush or fsync: the drive should have the content when this returns.
+        /// flush (close): the drive should have the content when this returns — or, with
+        /// write-back, this mount's disk.
         case flushed
+        /// fsync: the drive should have the content when this returns.
+        case fsynced
         /// A writer's lease ended.
         case released
         /// The file's queue is about to send the content.
@@ -62,6 +69,8 @@ struct FileLifecycle: Sendable, Equatable {
     enum Action: Sendable, Equatable {
         /// Run an upload on the file's queue (the caller waits for it).
         case upload
+        /// Write-back: make the content and its journal entry durable, and queue the upload.
+        case uploadLater
         /// Send this version now (on the queue, to the event `uploadStarted`).
         case send(version: UInt64)
         /// Answer EFBIG without asking the drive.
@@ -75,6 +84,8 @@ struct FileLifecycle: Sendable, Equatable {
     }
 
     private(set) var state: State
+    /// Write-back: flushes and releases queue the upload instead of making it.
+    let deferred: Bool
     private(set) var version: UInt64
     private(set) var leases = 0
     /// The version being sent (state `uploading`).
@@ -82,13 +93,15 @@ struct FileLifecycle: Sendable, Equatable {
 
     /// A file created on this mount starts dirty (it is uploaded even when it stays empty);
     /// one with drive content starts fetching it.
-    init(new: Bool) {
+    init(new: Bool, deferred: Bool = false) {
         state = new ? .dirty : .fetching
         version = new ? 1 : 0
+        self.deferred = deferred
     }
 
     /// For tests: any state with any number of writers.
-    init(state: State, version: UInt64 = 1, leases: Int = 0, sending: UInt64? = nil) {
+    init(state: State, version: UInt64 = 1, leases: Int = 0, sending: UInt64? = nil, deferred: Bool = false) {
+        self.deferred = deferred
         self.state = state
         self.version = version
         self.leases = leases
@@ -122,9 +135,9 @@ struct FileLifecycle: Sendable, Equatable {
             version += 1
             if [.clean, .failed, .refused].contains(state) { state = .dirty }
             return []
-        case .flushed:
+        case .flushed, .fsynced:
             switch state {
-            case .dirty, .uploading, .failed: return [.upload]
+            case .dirty, .uploading, .failed: return event == .flushed && deferred ? [.uploadLater] : [.upload]
             case .refused: return [.refuse]
             case .fetching, .clean, .unlinked: return []
             }
@@ -132,7 +145,7 @@ struct FileLifecycle: Sendable, Equatable {
             leases = max(0, leases - 1)
             guard leases == 0 else { return [] }
             switch state {
-            case .dirty, .failed: return [.upload]
+            case .dirty, .failed: return [deferred ? .uploadLater : .upload]
             case .clean, .unlinked: return [.drop]
             case .fetching, .uploading, .refused: return []
             }
@@ -153,7 +166,7 @@ struct FileLifecycle: Sendable, Equatable {
                 return leases == 0 ? [.drop] : []
             }
             state = .dirty
-            return leases == 0 ? [.upload] : []
+            return leases == 0 ? [deferred ? .uploadLater : .upload] : []
         case .uploadFailed(let sent, let refused):
             guard state == .uploading, sending == sent else { return [] }
             sending = nil

@@ -6,6 +6,8 @@ import Synchronization
 /// It holds one kernel lookup on its inode while it lives (`Writers`), so the inode — and
 /// the item in the inode table — outlive every descriptor until the content is uploaded.
 ///
+/// INVARIANT: the lifecycle's `leases` is the number of this writer's `WriteLease`s not
+/// ended (leases are only made by `lease()` and end through `WriteLease.end()`, once).
 /// LOCK ORDERING: writers registry → lifecycle → staged file state.
 final class FileWriter: Sendable {
     let inode: InodeNumber
@@ -13,10 +15,10 @@ final class FileWriter: Sendable {
     let queue = SerialQueue()
     private let lifecycle: Mutex<FileLifecycle>
 
-    init(inode: InodeNumber, content: StagedFile, new: Bool) {
+    init(inode: InodeNumber, content: StagedFile, new: Bool, deferred: Bool) {
         self.inode = inode
         self.content = content
-        lifecycle = Mutex(FileLifecycle(new: new))
+        lifecycle = Mutex(FileLifecycle(new: new, deferred: deferred))
     }
 
     /// Names the journal entry, the status line and the retry of this content.

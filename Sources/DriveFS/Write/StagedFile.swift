@@ -12,6 +12,10 @@ import Synchronization
 /// `FileWriter`'s; where it belongs is the inode table's.
 ///
 /// Writes are `pwrite`s on the caller's thread (a FUSE thread, never the cooperative pool).
+///
+/// INVARIANT: `hash.done <= hash.claim <= size` while `hash.valid`; hash waiters are parked
+/// only while the follower is following (valid and behind), and are resumed as soon as it
+/// is not.
 final class StagedFile: Sendable {
     struct State: Sendable {
         var size: Int64
@@ -19,6 +23,9 @@ final class StagedFile: Sendable {
         /// `modified` was set with utimes (not by a write): kept once uploaded (`FileTimes`).
         var explicitModified = false
         var hash = HashProgress()
+        /// Changes so far, and how many of them the last `sync()` made durable.
+        var changes: UInt64 = 0
+        var synced: UInt64 = 0
         /// Callers of `contentHash()` waiting for the follower to finish or give up.
         var hashWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var nextWaiter: UInt64 = 0
@@ -102,6 +109,7 @@ final class StagedFile: Sendable {
     /// Runs a change under the lock; waiters for the hash hear if it made the follower give up.
     private func changing<T>(_ change: (inout State) throws -> T) throws -> T {
         let (result, waiters) = try state.withLock { state in
+            state.changes += 1
             let result = try change(&state)
             return (result, Self.settledWaiters(&state))
         }
@@ -279,7 +287,14 @@ final class StagedFile: Sendable {
 
     /// Makes the content durable (before it is journaled without a hash, or once an upload
     /// failed), on a thread of its own: an fsync can take seconds.
-    func sync() async { await Blocking.run { [descriptor] in _ = fsync(descriptor) } }
+    func sync() async {
+        let changes = state.withLock { $0.changes }
+        let done = await Blocking.run { [descriptor] in fsync(descriptor) == 0 }
+        if done { state.withLock { $0.synced = max($0.synced, changes) } }
+    }
+
+    /// Every change so far is on the disk (`sync()` ran after the last one).
+    var isSynced: Bool { state.withLock { $0.synced == $0.changes } }
 
     func remove() { unlink(path) }
 }

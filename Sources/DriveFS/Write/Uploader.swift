@@ -44,18 +44,20 @@ struct Uploader: Sendable {
             binding: configuration.state.binding)
         let source: ContentHashSource
         let latest = JournalEntryBox(entry)
+        // Content synced already (write-back staged it) needs no check after a system crash.
+        let boot = staged.isSynced ? nil : UploadJournal.bootID ?? "unknown"
         switch staged.hashStatus {
         case .gaveUp:
             await staged.sync()
             try await journal.recordDurably(entry)
             source = .unknown
         case .done(let hash, let size):
-            (entry.size, entry.contentHash, entry.unsyncedBoot) = (size, hash, UploadJournal.bootID ?? "unknown")
+            (entry.size, entry.contentHash, entry.unsyncedBoot) = (size, hash, boot)
             latest.set(entry)
             try journal.record(entry, durable: false)
             source = .known(hash)
         case .following:
-            (entry.size, entry.unsyncedBoot) = (start.size, UploadJournal.bootID ?? "unknown")
+            (entry.size, entry.unsyncedBoot) = (start.size, boot)
             latest.set(entry)
             try journal.record(entry, durable: false)
             source = .pending { [journal] in
@@ -86,6 +88,19 @@ struct Uploader: Sendable {
         } else {
             logger.info("upload: \(path) (\(size)) — \(result.bytesSent) bytes sent")
         }
+    }
+
+    /// Write-back: the content synced and its journal entry written durably, so that a crash
+    /// from here on loses nothing; the upload comes later.
+    func stage(_ writer: FileWriter) async throws {
+        guard let record = inodes.record(writer.inode) else { throw DriveFSError.notFound }
+        let staged = writer.content
+        var entry = UploadJournal.Entry(
+            id: staged.id, stagingPath: staged.path, parentID: record.item.parentID, name: record.item.name, replaces: record.id.serverID,
+            displayPath: path(record.item), binding: configuration.state.binding)
+        if case .done(let hash, let size) = staged.hashStatus { (entry.size, entry.contentHash) = (size, hash) }
+        await staged.sync()
+        try await journal.recordDurably(entry)
     }
 
     /// After a failed upload the content stays pending: now it must survive a system crash

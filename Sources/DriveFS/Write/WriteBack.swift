@@ -21,6 +21,9 @@ struct WallClock: WriteBackClock {
 /// mount left in its journal. One backoff policy for all of them; `drain(until:)` at
 /// unmount; observable (`pending`). Each item is a job that tries once and says whether
 /// it is done; the queue owns the tasks that run them and cancels them at `stop()`.
+///
+/// INVARIANT: an item that is not running has a timer armed for its `due` time (until
+/// `stop()`); `drained` holds waiters only while a `.file` item is queued.
 final class WriteBack: Sendable {
     enum Kind: Sendable, Equatable {
         /// A file of this mount: unmount waits for it.
@@ -94,9 +97,12 @@ final class WriteBack: Sendable {
     func isPending(_ key: String) -> Bool { state.withLock { $0.items[key] != nil } }
 
     /// Queues `job` to run after the policy's delay for a first failure (`attempts` made
-    /// already), or `immediately`. A key already queued keeps its schedule and gets the
-    /// newer error.
-    func schedule(_ key: String, kind: Kind = .file, path: String, error: String, attempts: Int = 1, immediately: Bool = false, job: @escaping Job) {
+    /// already), `after` seconds, or `immediately`. A key already queued keeps its schedule
+    /// and gets the newer error.
+    func schedule(
+        _ key: String, kind: Kind = .file, path: String, error: String, attempts: Int = 1, immediately: Bool = false, after delay: Double? = nil,
+        job: @escaping Job
+    ) {
         let now = clock.now()
         state.withLock { state in
             guard !state.stopped else { return }
@@ -106,7 +112,7 @@ final class WriteBack: Sendable {
                 if item.running { state.items[key]?.requeued = true }
                 return
             }
-            let due = immediately ? now : now + policy.delay(afterFailure: attempts, draining: state.draining)
+            let due = immediately ? now : now + (delay ?? policy.delay(afterFailure: attempts, draining: state.draining))
             let pending = Pending(key: key, kind: kind, path: path, since: now, lastError: error, attempts: attempts, due: due)
             state.items[key] = Item(pending: pending, job: job)
             arm(key, in: &state)
