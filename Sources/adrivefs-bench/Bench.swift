@@ -44,7 +44,9 @@ struct Bench {
             guard let token = login["refresh_token"] as? String else { throw BenchError("no token for the mount") }
             let mount = try MountProcess(binary: binDirectory.appendingPathComponent("adrivefs").path, endpoint: emulator.base, refreshToken: token)
             defer { mount.stop() }
-            table += try await UploadBench.run(api: api, mount: mount, downloadURL: url, size: size, runs: runs)
+            table += try await UploadBench.run(
+                api: api, mount: mount, downloadURL: url, size: size, runs: runs, binary: binDirectory.appendingPathComponent("adrivefs").path,
+                endpoint: emulator.base)
             printTable(table)
             return
         }
@@ -145,7 +147,8 @@ struct Bench {
         table += try await ShareBench.run(api: api, binary: mountBinary, endpoint: emulator.base, size: size, runs: runs)
 
         // 7. Uploads.
-        table += try await UploadBench.run(api: api, mount: mount, downloadURL: url, size: size, runs: runs)
+        table += try await UploadBench.run(
+            api: api, mount: mount, downloadURL: url, size: size, runs: runs, binary: mountBinary, endpoint: emulator.base)
 
         printTable(table)
     }

@@ -7,8 +7,8 @@ final class MountProcess {
     let mountpoint: String
     let directory: String
 
-    /// `source`: `adrive`, or `share:ID` (read with the same login).
-    init(binary: String, endpoint: String, refreshToken: String, source: String = "adrive") throws {
+    /// `source`: `adrive`, or `share:ID` (read with the same login); `options`: more `-o` options.
+    init(binary: String, endpoint: String, refreshToken: String, source: String = "adrive", options: String = "") throws {
         directory = NSTemporaryDirectory() + "adrivefs-bench-\(getpid())-\(UUID().uuidString.prefix(8))"
         mountpoint = directory + "/mnt"
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
@@ -16,7 +16,7 @@ final class MountProcess {
         let tokenFile = directory + "/state/adrivefs/refresh_token"
         try Data((refreshToken + "\n").utf8).write(to: URL(fileURLWithPath: tokenFile))
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [source, mountpoint, "-f", "-o", "endpoint=\(endpoint),token_file=\(tokenFile)"]
+        process.arguments = [source, mountpoint, "-f", "-o", "endpoint=\(endpoint),token_file=\(tokenFile)" + (options.isEmpty ? "" : "," + options)]
         var environment = ProcessInfo.processInfo.environment
         environment["XDG_CONFIG_HOME"] = directory + "/state"
         environment["XDG_CACHE_HOME"] = directory + "/cache"
