@@ -33,9 +33,15 @@ extension DriveEmulator {
                 response.misbehaviour = .dropResponse
             } else if case .file(_, _, let length) = response.body {
                 response.misbehaviour = misbehaviour
+                let sent: Int64
                 switch misbehaviour {
-                case .dropAfter(let limit)?, .stallAfter(let limit)?: state.stats.bytesDownloaded += min(limit, length)
-                case .dropResponse?, nil: state.stats.bytesDownloaded += length
+                case .dropAfter(let limit)?, .stallAfter(let limit)?: sent = min(limit, length)
+                case .dropResponse?, nil: sent = length
+                }
+                state.stats.bytesDownloaded += sent
+                // By content (SHA-1): what was fetched of each file, for "bytes fetched / bytes read".
+                if let key = request.query["k"], let blob = state.persistent.blobs[key] {
+                    state.stats.downloadedByContent[blob.key.sha1.uppercased(), default: 0] += sent
                 }
             }
             state.log(request, status: response.status)

@@ -387,6 +387,8 @@ final class EmulatorState {
 struct Stats {
     var requests: [String: Int] = [:]
     var bytesDownloaded: Int64 = 0
+    /// Bytes served per content (uppercase SHA-1), for bytes fetched per file.
+    var downloadedByContent: [String: Int64] = [:]
     var bytesUploaded: Int64 = 0
     var bytesUploadedInternal: Int64 = 0
     var connections = 0
@@ -405,6 +407,7 @@ struct Stats {
             "bytes_uploaded_internal": bytesUploadedInternal, "connections": connections, "refreshes": refreshes,
             "rapid_uploads": rapidUploads, "total_requests": requests.values.reduce(0, +), "share_copies": shareCopies,
             "deletions": deletions, "download_urls": downloadURLs,
+            "bytes_downloaded_by_content": downloadedByContent as JSONObject,
         ]
     }
 }

@@ -35,6 +35,9 @@ public struct DriveFSConfiguration: Sendable {
     public var shareID: String? = nil
     /// First delay of the background retry of a failed upload; doubles up to 60 s.
     public var uploadRetryDelay: Double
+    /// The most chunks a sequential reader keeps in flight (read-ahead grows to this while
+    /// the rate keeps rising, within `cacheSize`).
+    public var maxStreams: Int
     /// Write-back: seconds a closed file waits before its upload (0: uploaded at close).
     public var writeBackDelay: Double
 
@@ -44,8 +47,9 @@ public struct DriveFSConfiguration: Sendable {
         readOnly: Bool = false, state: StateLayout = StateLayout(journalRoot: "/tmp/adrivefs-pending", stagingRoot: "/tmp/adrivefs-staging", binding: nil),
         diskCacheDirectory: String = "/tmp/adrivefs-chunks", diskCacheSize: Int = 0,
         timesDirectory: String? = nil, uploadOptions: UploadOptions = UploadOptions(), uploadRetryDelay: Double = 2,
-        writeBackDelay: Double = 0
+        writeBackDelay: Double = 0, maxStreams: Int = 16
     ) {
+        self.maxStreams = maxStreams
         self.writeBackDelay = writeBackDelay
         self.rootID = rootID
         self.uid = uid

@@ -29,7 +29,8 @@ public struct MountOptionSpec: Sendable {
         .init(name: "umask", kind: .value("OCTAL"), help: "permission bits to clear (default: 022)"),
         .init(name: "dir_cache_ttl", kind: .value("SECONDS"), help: "how long folder listings are trusted (default: 60)"),
         .init(name: "cache_size", kind: .value("SIZE"), help: "memory for cached file content, e.g. 64M (default: 48M)"),
-        .init(name: "read_ahead", kind: .value("SIZE"), help: "read-ahead window of sequential readers (default: 24M)"),
+        .init(name: "read_ahead", kind: .value("SIZE"), help: "initial read-ahead of sequential readers (default: 24M); grows while it pays"),
+        .init(name: "max_streams", kind: .value("N"), help: "most chunk downloads one sequential reader keeps in flight (default: 16)"),
         .init(name: "cache_dir", kind: .value("PATH"), help: "where files being written are staged and the disk cache lives (default: ~/.cache/adrivefs)"),
         .init(name: "disk_cache_size", kind: .value("SIZE"), help: "keep downloaded content on disk under cache_dir, up to SIZE, e.g. 10G (default: 0, off)"),
         .init(name: "upload_wait", kind: .value("SECONDS"), help: "how long unmount waits for pending uploads (default: 600)"),
@@ -80,6 +81,7 @@ public struct MountOptions: Sendable, Equatable {
     public var directoryCacheTTL: Double = 60
     public var cacheSize = 48 << 20
     public var readAhead = 24 << 20
+    public var maxStreams = 16
     public var readOnly = false
     public var cacheDirectory: String?
     public var diskCacheSize = 0
@@ -187,6 +189,9 @@ public struct MountOptions: Sendable, Equatable {
         case "read_ahead":
             guard let bytes = Self.size(value), bytes >= 0 else { throw bad("a size like 32M") }
             readAhead = bytes
+        case "max_streams":
+            guard let number = Int(value), (1...64).contains(number) else { throw bad("a number from 1 to 64") }
+            maxStreams = number
         default:
             throw ParseError(description: "unknown mount option '\(name)'")
         }

@@ -43,6 +43,7 @@ extension Mounter {
             state: StateLayout(journalRoot: stateDirectory + "/pending", stagingRoot: cacheRoot + "/staging", binding: nil),
             diskCacheDirectory: cacheRoot + "/chunks", diskCacheSize: options.diskCacheSize, timesDirectory: nil)
         configuration.shareID = source.shareID
+        configuration.maxStreams = options.maxStreams
         let fileSystem = try makeFileSystem(service: drive, configuration: configuration, http: http)
         if case .failure(let error) = blocking({ try await fileSystem.validateRoot() }) {
             http.shutdown()

@@ -169,7 +169,8 @@ public enum Mounter {
             state: StateLayout(journalRoot: stateDirectory + "/pending", stagingRoot: cacheRoot + "/staging", binding: binding),
             diskCacheDirectory: cacheRoot + "/chunks", diskCacheSize: options.diskCacheSize,
             timesDirectory: stateDirectory + "/times",
-            uploadOptions: UploadOptions(rapid: options.rapidUpload, internalURLs: options.internalUpload), writeBackDelay: options.writeBack)
+            uploadOptions: UploadOptions(rapid: options.rapidUpload, internalURLs: options.internalUpload), writeBackDelay: options.writeBack,
+            maxStreams: options.maxStreams)
         let fileSystem = try makeFileSystem(service: client, configuration: configuration, http: http)
         let validated: Result<Void, any Error> = blocking { try await fileSystem.validateRoot() }
         if case .failure(let error) = validated {

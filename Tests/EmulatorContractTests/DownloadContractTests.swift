@@ -26,6 +26,25 @@ import Testing
         }
     }
 
+    /// The stats count bytes served per content, so a test can tell bytes fetched per file.
+    @Test func statsCountBytesServedPerContent() async throws {
+        try await withTestDrive { drive in
+            let (first, second) = (testBytes(100_000, seed: 3), testBytes(50_000, seed: 4))
+            let a = try await drive.upload("a.bin", first)
+            let b = try await drive.upload("b.bin", second)
+            _ = try await drive.hook("stats/reset")
+            let urlA = try await drive.downloadURL(try #require(a["file_id"] as? String))
+            let urlB = try await drive.downloadURL(try #require(b["file_id"] as? String))
+            #expect(try await drive.get(urlA, headers: ["Range": "bytes=1000-1999"]).body.count == 1000)
+            #expect(try await drive.get(urlA).body.count == 100_000)
+            #expect(try await drive.get(urlB, headers: ["Range": "bytes=0-9"]).body.count == 10)
+            let byContent = try #require(try await drive.stats()["bytes_downloaded_by_content"] as? [String: Int])
+            #expect(byContent[try #require((a["content_hash"] as? String)?.uppercased())] == 101_000)
+            #expect(byContent[try #require((b["content_hash"] as? String)?.uppercased())] == 10)
+            #expect(try await drive.stats()["bytes_downloaded"] as? Int == 101_010)
+        }
+    }
+
     @Test func downloadURLLifetimeDefaultsTo900AndIsCappedAt14400() async throws {
         try await withTestDrive { drive in
             let fileID = try #require(try await drive.upload("f.bin", testBytes(100))["file_id"] as? String)

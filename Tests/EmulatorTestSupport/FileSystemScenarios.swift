@@ -87,6 +87,20 @@ public enum FileSystemScenarios {
         }
     }
 
+    /// Creates (or empties) `path` and writes `content` to it, as `cp` does.
+    static func put(_ d: any FileSystemDriver, _ path: String, _ content: [UInt8]) async throws {
+        let fd = try await d.open(path, flags: O_CREAT | O_WRONLY | O_TRUNC)
+        try await d.write(fd, content, at: 0)
+        try await d.close(fd)
+    }
+
+    /// `put` while the drive refuses every upload: the upload at close fails (close may
+    /// say so); the content stays and is tried again.
+    static func putWhileUploadsFail(_ d: any FileSystemDriver, _ path: String, _ content: [UInt8]) async throws {
+        _ = try await d.drive.hook("faults", ["rules": [["path": "/adrive/v2/file/createWithFolders", "status": 503, "count": 100_000]]])
+        _ = await errno { try await put(d, path, content) }
+    }
+
     static func errno(of call: () async throws -> Void) async -> Int32? {
         do {
             try await call()
@@ -138,11 +152,7 @@ public enum FileSystemScenarios {
 
     static func renameOverAnOpenFile(_ d: any FileSystemDriver) async throws {
         let (old, new) = (testBytes(50_000, seed: 31), testBytes(60_000, seed: 32))
-        for (name, bytes) in [("target.txt", old), ("source.txt", new)] {
-            let fd = try await d.open(name, flags: O_CREAT | O_WRONLY | O_TRUNC)
-            try await d.write(fd, bytes, at: 0)
-            try await d.close(fd)
-        }
+        for (name, bytes) in [("target.txt", old), ("source.txt", new)] { try await put(d, name, bytes) }
         let reader = try await d.open("target.txt", flags: O_RDONLY)
         try await d.rename("source.txt", "target.txt")
         try check(try await readAll(d, reader) == old, "a descriptor open on the replaced file still reads its content")
@@ -157,9 +167,7 @@ public enum FileSystemScenarios {
 
     static func unlinkWhileOpen(_ d: any FileSystemDriver) async throws {
         let content = testBytes(80_000, seed: 41)
-        let writer = try await d.open("doomed.bin", flags: O_CREAT | O_WRONLY | O_TRUNC)
-        try await d.write(writer, content, at: 0)
-        try await d.close(writer)
+        try await put(d, "doomed.bin", content)
         let reader = try await d.open("doomed.bin", flags: O_RDONLY)
         try await d.unlink("doomed.bin")
         try check(!(try await d.names(in: "")).contains("doomed.bin"), "gone from its folder at once")
@@ -177,11 +185,7 @@ public enum FileSystemScenarios {
 
     static func anUploadThatFailsSucceedsOnRetry(_ d: any FileSystemDriver) async throws {
         let content = testBytes(120_000, seed: 51)
-        _ = try await d.drive.hook("faults", ["rules": [["path": "/adrive/v2/file/createWithFolders", "status": 503, "count": 100_000]]])
-        let fd = try await d.open("retried.bin", flags: O_CREAT | O_WRONLY | O_TRUNC)
-        try await d.write(fd, content, at: 0)
-        // The upload at close fails (close may say so); the content stays and is tried again.
-        _ = await errno { try await d.close(fd) }
+        try await putWhileUploadsFail(d, "retried.bin", content)
         try check(try await remote(d, "retried.bin") == nil, "not on the drive while it refuses")
         let reader = try await d.open("retried.bin", flags: O_RDONLY)
         try check(try await readAll(d, reader) == content, "readable here meanwhile")
@@ -192,9 +196,7 @@ public enum FileSystemScenarios {
 
     static func copyByHash(_ d: any FileSystemDriver) async throws {
         let content = testBytes(2 << 20, seed: 61)
-        let fd = try await d.open("original.bin", flags: O_CREAT | O_WRONLY | O_TRUNC)
-        try await d.write(fd, content, at: 0)
-        try await d.close(fd)
+        try await put(d, "original.bin", content)
         let before = try await d.drive.stats()["bytes_uploaded"] as? Int ?? -1
         try await d.copy("original.bin", "copy.bin")
         let after = try await d.drive.stats()["bytes_uploaded"] as? Int ?? -1
@@ -207,10 +209,7 @@ public enum FileSystemScenarios {
 
     static func recoveryAfterACrash(_ d: any FileSystemDriver) async throws {
         let content = testBytes(90_000, seed: 71)
-        _ = try await d.drive.hook("faults", ["rules": [["path": "/adrive/v2/file/createWithFolders", "status": 503, "count": 100_000]]])
-        let fd = try await d.open("survivor.bin", flags: O_CREAT | O_WRONLY | O_TRUNC)
-        try await d.write(fd, content, at: 0)
-        _ = await errno { try await d.close(fd) }
+        try await putWhileUploadsFail(d, "survivor.bin", content)
         try await d.crashAndRestart()
         _ = try await d.drive.hook("faults", ["clear": true])
         try await remoteEventually(d, "survivor.bin", content, seconds: 30)

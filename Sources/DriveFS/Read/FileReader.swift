@@ -3,13 +3,15 @@ import FUSE
 import Synchronization
 
 /// Reads of one open file. Sequential readers get an asynchronous read-ahead window of
-/// parallel chunk downloads that grows while the pattern holds; a seek cancels stale
-/// prefetch; random readers fetch just the range they asked for, never megabytes per
+/// parallel chunk downloads that grows while the pattern holds, up to a size that follows
+/// the link (`ReadAheadWindow`); a seek cancels stale prefetch; random readers fetch just the range they asked for, never megabytes per
 /// small read. With a disk cache, chunks come from disk when present there and every
 /// downloaded chunk is stored there.
 final class FileReader: Sendable {
     private struct State {
         var pattern: AccessPattern
+        /// How many chunks the link wants in flight (the pattern's ceiling).
+        var readAhead: ReadAheadWindow
         /// Chunks whose download this reader started ahead of it (cancelled when the
         /// pattern breaks or the file is closed).
         var prefetches: [Int64: ChunkBuffer] = [:]
@@ -30,9 +32,27 @@ final class FileReader: Sendable {
         self.cache = cache
         self.disk = DiskChunkCache.Key.isCacheable(item.contentHash) ? disk : nil
         self.configuration = configuration
-        // Read-ahead beyond half the cache would evict its own chunks before they are read.
-        let maxWindow = max(1, min(configuration.readAhead, configuration.cacheSize / 2) / configuration.chunkSize)
-        state = Mutex(State(pattern: AccessPattern(maxWindow: maxWindow)))
+        // The cache holds what is in flight plus the chunk being read and the one before
+        // it: a larger window would evict its own chunks before they are read.
+        let chunk = configuration.chunkSize
+        let window = ReadAheadWindow(
+            initial: configuration.readAhead / chunk, maximum: min(configuration.maxStreams, configuration.cacheSize / chunk - 2), chunkSize: chunk)
+        state = Mutex(State(pattern: AccessPattern(maxWindow: window.size), readAhead: window))
+    }
+
+    /// Monotonic seconds, for the read-ahead's rate measures.
+    private static let epoch = ContinuousClock.now
+    private static func elapsed() -> Double {
+        let duration = ContinuousClock.now - epoch
+        return Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// A chunk of this reader's arrived whole: the read-ahead window follows the rate.
+    private func arrived(bytes: Int) {
+        let now = Self.elapsed()
+        state.withLock { state in
+            state.pattern.maxWindow = state.readAhead.completed(bytes: Int64(bytes), at: now)
+        }
     }
 
     private var chunkSize: Int64 { Int64(configuration.chunkSize) }
@@ -222,6 +242,7 @@ final class FileReader: Sendable {
                 return
             }
             try await service.read(fileID: fileID, offset: offset, length: length) { buffer.append($0) }
+            self.arrived(bytes: length)
             // Stored under the listing's hash only if the URL served that content (a file
             // changed on the server since it was listed must not poison the cache).
             if let disk, buffer.filled == length,
@@ -255,10 +276,11 @@ extension Array where Element == UInt8 {
 /// reads) or within 128 KiB of where one of the last few reads ended (it was overtaken).
 /// A read that continues nothing starts a new run; the fourth read of a run (or any
 /// read at offset 0) makes the reader sequential, and the window then doubles per read
-/// up to `maxWindow`. Anything else is random access and closes the window, so
+/// up to `maxWindow` (set by `ReadAheadWindow`). Anything else is random access and closes the window, so
 /// scattered small reads practically never trigger read-ahead by chance.
 struct AccessPattern: Sendable {
-    let maxWindow: Int
+    /// The window's ceiling (the read-ahead's current size).
+    var maxWindow: Int
     static let aheadSlack: Int64 = 2 << 20
     static let nearSlack: Int64 = 128 << 10
     /// How many recent read ends a read may continue (about what the kernel has in flight).
