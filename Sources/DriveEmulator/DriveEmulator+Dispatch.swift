@@ -113,7 +113,14 @@ extension DriveEmulator {
                 case ("POST", "/__emulator/faults"):
                     try state.applyFaults(body)
                     link.model = try Self.link(body, current: link.model)
-                    return .json(200, ["ok": true, "rules": state.faults.rules.count])
+                    let model = link.model
+                    // The link in force, so a client (the bench) can compare with its limits.
+                    let described: JSONObject = [
+                        "api_latency_ms": Int(model.apiLatency * 1000), "data_latency_ms": Int(model.dataLatency * 1000),
+                        "download_rate": Int(model.downloadRate), "upload_rate": Int(model.uploadRate),
+                        "total_download_rate": Int(model.totalDownloadRate), "total_upload_rate": Int(model.totalUploadRate),
+                    ]
+                    return .json(200, ["ok": true, "rules": state.faults.rules.count, "link": described])
                 case ("POST", let path) where path.hasPrefix("/__emulator/qr/"):
                     let action = String(path.dropFirst("/__emulator/qr/".count))
                     return .json(200, try state.driveQR(action: action, t: body.int("t")))

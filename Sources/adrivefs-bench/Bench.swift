@@ -50,6 +50,13 @@ struct Bench {
             printTable(table)
             return
         }
+        // ADRIVEFS_BENCH_ONLY=link: just the link section (ADRIVEFS_BENCH_LINK=home|mobile|datacenter).
+        let linkProfile = ProcessInfo.processInfo.environment["ADRIVEFS_BENCH_LINK"] ?? "home"
+        if ProcessInfo.processInfo.environment["ADRIVEFS_BENCH_ONLY"] == "link" {
+            table += try await LinkBench.run(api: api, binary: binDirectory.appendingPathComponent("adrivefs").path, endpoint: emulator.base, profile: linkProfile)
+            printTable(table)
+            return
+        }
         // ADRIVEFS_BENCH_ONLY=share: just the share figures.
         if ProcessInfo.processInfo.environment["ADRIVEFS_BENCH_ONLY"] == "share" {
             table += try await ShareBench.run(
@@ -121,6 +128,11 @@ struct Bench {
                              mountCPU.server / gib, mountCPU.daemon / gib, mountCPU.reader / gib, Int(cores), bound / 1e9,
                              curlBest > 0 ? bound / curlBest : 0)))
         table.append(("daemon peak RSS during the 1 GiB reads (default options)", String(format: "%d MiB", peak >> 20), "target ≤ 128 MiB"))
+        // ADRIVEFS_BENCH_ONLY=read: just the figures above (to compare two builds quickly).
+        if ProcessInfo.processInfo.environment["ADRIVEFS_BENCH_ONLY"] == "read" {
+            printTable(table)
+            return
+        }
 
         // 5. Random reads and listings, on one more mount.
         let login = try await api.hook("tokens", [:])
@@ -149,6 +161,8 @@ struct Bench {
         // 7. Uploads.
         table += try await UploadBench.run(
             api: api, mount: mount, downloadURL: url, size: size, runs: runs, binary: mountBinary, endpoint: emulator.base)
+        // 7. Over an emulated distant link.
+        table += try await LinkBench.run(api: api, binary: mountBinary, endpoint: emulator.base, profile: linkProfile)
 
         printTable(table)
     }

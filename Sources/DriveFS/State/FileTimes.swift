@@ -91,7 +91,7 @@ final class FileTimes: Sendable {
         unlink(directory + "/" + name)
     }
 
-    /// The entry's file name; nil for ids that are no plain file name (and `local:` ids).
+    /// The entry's file name; nil for ids that are no plain file name.
     static func fileName(_ fileID: String) -> String? {
         let allowed = fileID.utf8.allSatisfy { byte in
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D || byte == 0x5F
