@@ -3,58 +3,6 @@ import Foundation
 import Glibc
 import HTTPTransport
 
-/// How an upload is made.
-public struct UploadOptions: Sendable {
-    /// Try rapid upload (秒传): pre-hash probe, then full hash + proof.
-    public var rapid: Bool
-    /// PUT part bytes to `internal_upload_url` instead of `upload_url`.
-    public var internalURLs: Bool
-    /// Files up to this size skip the pre-hash probe and send the full hash at once
-    /// (hashing them costs less than the extra round trip).
-    public var probeThreshold: Int64
-    /// Told the bytes sent so far after each part (for `adrivefs status`).
-    public var progress: (@Sendable (Int64) -> Void)?
-
-    public init(rapid: Bool = true, internalURLs: Bool = false, probeThreshold: Int64 = 1 << 20, progress: (@Sendable (Int64) -> Void)? = nil) {
-        self.rapid = rapid
-        self.internalURLs = internalURLs
-        self.probeThreshold = probeThreshold
-        self.progress = progress
-    }
-}
-
-/// What the caller of an upload knows of the content's SHA-1 (uppercase hex).
-public enum ContentHashSource: Sendable {
-    /// Nothing: the upload hashes the file itself, while its parts go out.
-    case unknown
-    case known(String)
-    /// Being computed elsewhere (a hasher following the writes); nil from it means it
-    /// gave up, and the upload hashes the file itself.
-    case pending(@Sendable () async -> String?)
-
-    var isKnown: Bool {
-        if case .known = self { return true }
-        return false
-    }
-}
-
-/// What an upload did.
-public struct UploadResult: Sendable {
-    /// The new file (its `file_id` is new; size and hash checked against the local file).
-    public var item: DriveItem
-    /// The server already had the content: no part bytes were sent.
-    public var rapid: Bool
-    public var bytesSent: Int64
-
-    public init(item: DriveItem, rapid: Bool, bytesSent: Int64) {
-        self.item = item
-        self.rapid = rapid
-        self.bytesSent = bytesSent
-    }
-}
-
-/// Uploads (aliyun-api.md §8): pre-hash probe → full SHA-1 + proof → rapid upload, else a
-/// sequential multipart upload, then `complete` and a check of the server's size and SHA-1.
 extension AliyunDriveClient {
     /// The part size for `size` bytes: 10 MiB, grown in whole MiB so there are never more
     /// than 10,000 parts.

@@ -44,8 +44,7 @@ struct Uploader: Sendable {
             binding: configuration.state.binding)
         let source: ContentHashSource
         let latest = JournalEntryBox(entry)
-        // Content synced already (write-back staged it) needs no check after a system crash.
-        let boot = staged.isSynced ? nil : UploadJournal.bootID ?? "unknown"
+        let boot = UploadJournal.bootID ?? "unknown"
         switch staged.hashStatus {
         case .gaveUp:
             await staged.sync()
@@ -57,7 +56,9 @@ struct Uploader: Sendable {
             try journal.record(entry, durable: false)
             source = .known(hash)
         case .following:
-            (entry.size, entry.unsyncedBoot) = (start.size, boot)
+            // Content synced already (write-back staged it) needs no check after a system
+            // crash — and without a hash yet, none could be made.
+            (entry.size, entry.unsyncedBoot) = (start.size, staged.isSynced ? nil : boot)
             latest.set(entry)
             try journal.record(entry, durable: false)
             source = .pending { [journal] in
