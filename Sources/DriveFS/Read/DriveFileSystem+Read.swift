@@ -63,11 +63,25 @@ extension DriveFileSystem {
     private func prefetchLinks(from record: InodeTable.Record, count: Int = 32) async {
         let item = record.item
         guard item.size > 0, let fileID = record.id.serverID, let listing = try? await directories.listing(item.parentID),
-            let index = listing.entries.firstIndex(where: { $0.child.id == record.id })
+            let index = Self.position(of: record, in: listing)
         else { return }
         let next = listing.entries[index...].lazy.map(\.child).filter { !$0.item.isFolder && $0.item.size > 0 && !$0.id.isLocal }
         let ids = Array(next.prefix(count).compactMap(\.id.serverID))
         await service.prefetchDownloadLinks(fileIDs: ids.first == fileID ? ids : [fileID] + ids)
+    }
+
+    /// Where the file stands in its folder's listing: found by name in the sorted entries
+    /// (a folder read in order opens thousands of files), else — a duplicate name shown
+    /// with a suffix — by a scan.
+    private static func position(of record: InodeTable.Record, in listing: DirectoryCache.Listing) -> Int? {
+        let entries = listing.entries
+        var (low, high) = (0, entries.count)
+        while low < high {
+            let middle = (low + high) / 2
+            if entries[middle].name < record.item.name { low = middle + 1 } else { high = middle }
+        }
+        if low < entries.count, entries[low].child.id == record.id { return low }
+        return entries.firstIndex { $0.child.id == record.id }
     }
 
     /// What serves this handle's reads: the inode's local content when it has some (a
