@@ -2,9 +2,10 @@
 /// service throttles each connection, so what a reader gets is (chunks in flight) × (one
 /// connection's rate) until the user's own line is full. Starting at `initial` (the
 /// `read_ahead` option), the window grows by half whenever a window's worth of chunks
-/// arrived at least 10 % faster than the window before; when growing stops paying, it goes
-/// back to the size that did and stays there; it shrinks a step when the rate falls by a
-/// fifth. Never past `maximum` (`max_streams`, and what the memory cache can hold).
+/// arrived at least 10 % faster than before the last change (the window's worth right
+/// after a change is not judged: it still mostly measures the old window); when growing
+/// stops paying, it goes back to the size that did and stays there; it shrinks a step when
+/// the rate falls by a fifth. Never past `maximum` (`max_streams`, and what the memory cache can hold).
 ///
 /// A reader that consumes slower than the link (a video playing) sees no gain from more
 /// chunks, so its window stays where it started. Pure: fed chunk completions and times.
@@ -17,6 +18,9 @@ struct ReadAheadWindow: Sendable, Equatable {
     private(set) var lastRate: Double = 0
     private var sampleStart: Double?
     private var sampleBytes: Int64 = 0
+    /// The window just changed: the next sample still mostly measures the old one (the
+    /// new streams start as the reader moves on), so it is not judged.
+    private var settling = false
     private let chunkSize: Int64
 
     init(initial: Int, maximum: Int, chunkSize: Int) {
@@ -38,6 +42,12 @@ struct ReadAheadWindow: Sendable, Equatable {
         guard sampleBytes >= Int64(size) * chunkSize, time > start else { return size }
         let rate = Double(sampleBytes) / (time - start)
         (sampleStart, sampleBytes) = (time, 0)
+        if settling {
+            settling = false
+            return size
+        }
+        let before = size
+        defer { settling = size != before }
         if let back = previous {
             // Probing: `lastRate` is the rate at `back`, this one the rate after growing.
             if rate >= lastRate * 1.1 {
