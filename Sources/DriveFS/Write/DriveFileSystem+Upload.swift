@@ -29,16 +29,11 @@ extension DriveFileSystem {
     /// nothing), and the upload waits `write_back` seconds in `WriteBack` — unless already queued.
     private func uploadLater(_ writer: FileWriter) async throws {
         try await uploader.stage(writer)
-        writeBack.schedule(writer.id, path: path(of: writer), error: "written back", attempts: 0, after: configuration.writeBackDelay) {
-            [weak self, weak writer] _ in
-            guard let self, let writer else { return .done }
-            return await self.retry(writer)
-        }
+        queue(writer, cause: "written back", attempts: 0, after: configuration.writeBackDelay)
     }
 
     private func refused(_ writer: FileWriter) -> DriveFSError {
-        let path = inodes.record(writer.inode).map { uploader.path($0.item) } ?? "a file"
-        return DriveFSError(errno: EFBIG, "\(path) exceeds the drive's per-file size limit")
+        DriveFSError(errno: EFBIG, "\(path(of: writer)) exceeds the drive's per-file size limit")
     }
 
     /// Uploads the writer's content if the drive does not have it, after any earlier work
@@ -88,8 +83,11 @@ extension DriveFileSystem {
 
     /// Hands a failed upload to `WriteBack`: tried again on its schedule until the drive has
     /// the content or it no longer needs it (unlinked, refused, uploaded by a later flush).
-    func scheduleRetry(_ writer: FileWriter, cause: String) {
-        writeBack.schedule(writer.id, path: path(of: writer), error: cause) { [weak self, weak writer] _ in
+    func scheduleRetry(_ writer: FileWriter, cause: String) { queue(writer, cause: cause) }
+
+    /// Puts the writer's upload in `WriteBack`: after the policy's delay for a failure, or `after` seconds.
+    private func queue(_ writer: FileWriter, cause: String, attempts: Int = 1, after delay: Double? = nil) {
+        writeBack.schedule(writer.id, path: path(of: writer), error: cause, attempts: attempts, after: delay) { [weak self, weak writer] _ in
             guard let self, let writer else { return .done }
             return await self.retry(writer)
         }
