@@ -20,8 +20,16 @@ extension AliyunDriveClient {
 
     /// Renames in place; `AlreadyExist.File` (409) when the name is taken.
     public func rename(fileID: String, to name: String) async throws -> DriveItem {
+        try await rename(fileID: fileID, to: name, beside: false)
+    }
+
+    /// Renames in place; `beside`: an entry of that name may stay (the service allows
+    /// duplicates), as an upload's new version stands beside the one it replaces until
+    /// that one goes to the trash.
+    public func rename(fileID: String, to name: String, beside: Bool) async throws -> DriveItem {
         do {
-            let object = try await call("/v3/file/update", ["drive_id": driveID, "file_id": fileID, "name": name, "check_name_mode": "refuse"])
+            let object = try await call(
+                "/v3/file/update", ["drive_id": driveID, "file_id": fileID, "name": name, "check_name_mode": beside ? "ignore" : "refuse"])
             guard let item = DriveItem(json: object) else { throw DriveError(.protocolViolation, "malformed file object") }
             return item
         } catch let error as DriveError where error.kind == .unreachable {
@@ -86,13 +94,15 @@ extension AliyunDriveClient {
         return fileID
     }
 
-    /// Polls an asynchronous task (folders) until it leaves `Running`.
-    func waitForTask(_ taskID: String?, extraHeaders: HTTPHeaders = [:]) async throws {
+    /// Polls an asynchronous task (folders) until it leaves `Running`; `progress` hears
+    /// each poll's counts.
+    func waitForTask(_ taskID: String?, extraHeaders: HTTPHeaders = [:], progress: (@Sendable (TaskProgress) -> Void)? = nil) async throws {
         guard let taskID, !taskID.isEmpty else { return }
         var delay = Duration.milliseconds(100)
         while true {
             let status = try await call("/v2/async_task/get", ["async_task_id": taskID], extraHeaders: extraHeaders)
             let state = status["state"] as? String ?? status["status"] as? String ?? ""
+            progress?(TaskProgress(status))
             if state == "Succeed" || state == "Success" { return }
             if state != "Running" && state != "PartialSucceed" {
                 throw DriveError(.service, "task \(taskID) ended \(state)", status: 500, code: "AsyncTaskFailed")

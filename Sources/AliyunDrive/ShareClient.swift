@@ -159,6 +159,44 @@ public final class ShareClient: Sendable {
     /// (batch `/file/copy` with the share token: no byte moves) and returns the new file id.
     /// A folder copy that runs as an async task is waited for.
     public func copy(fileID: String, toParentID parentID: String, name: String? = nil) async throws -> String {
+        let (copyID, task) = try await startCopy(fileID: fileID, toParentID: parentID, name: name)
+        try await waitForCopy(task, progress: nil)
+        return copyID
+    }
+
+    /// Saves a shared file or folder into `parentID` of the user's drive under `name`
+    /// (转存, aliyun-api.md §10.8): copied server-side under a temporary name — so the copy
+    /// cannot meet an entry of that name, whatever the service would do then — and renamed
+    /// beside whatever has the name (the caller trashes a version it replaces). No byte
+    /// moves. A copy that does not complete or cannot take its name is deleted: nothing
+    /// half-saved stays. `progress` hears a folder copy's polls.
+    public func save(
+        fileID: String, toParentID parentID: String, name: String, progress: (@Sendable (TaskProgress) -> Void)? = nil
+    ) async throws -> DriveItem {
+        let owner = try requireOwner()
+        let temporary = Self.savingPrefix + UUID().uuidString.prefix(8).lowercased()
+        let (copyID, task) = try await startCopy(fileID: fileID, toParentID: parentID, name: temporary)
+        do {
+            try await waitForCopy(task, progress: progress)
+            return try await owner.rename(fileID: copyID, to: name, beside: true)
+        } catch {
+            // Also when cancelled (an interrupted cp): the cleanup is not.
+            let logger = logger
+            await Task.detached {
+                do {
+                    try await owner.deletePermanently(fileID: copyID)
+                } catch {
+                    logger.warning("could not delete the unfinished copy \(copyID) (\(temporary)): \(error)")
+                }
+            }.value
+            throw error
+        }
+    }
+
+    /// What a save's copy is named until it takes its own name.
+    public static let savingPrefix = ".adrivefs-saving-"
+
+    private func startCopy(fileID: String, toParentID parentID: String, name: String?) async throws -> (copyID: String, task: String?) {
         let owner = try requireOwner()
         let drive = owner.driveID
         let object = try await authenticated(owner, "/adrive/v4/batch") { _ in
@@ -173,10 +211,12 @@ public final class ShareClient: Sendable {
         } check: { object in _ = try Self.batchItem(object) }
         let item = try Self.batchItem(object)
         guard let newID = item["file_id"] as? String, !newID.isEmpty else { throw DriveError(.protocolViolation, "copy returned no file_id") }
-        if let task = item["async_task_id"] as? String, !task.isEmpty {
-            try await owner.waitForTask(task, extraHeaders: ["x-share-token": try await currentToken()])
-        }
-        return newID
+        return (newID, (item["async_task_id"] as? String).flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    private func waitForCopy(_ task: String?, progress: (@Sendable (TaskProgress) -> Void)?) async throws {
+        guard let task else { return }
+        try await requireOwner().waitForTask(task, extraHeaders: ["x-share-token": try await currentToken()], progress: progress)
     }
 
     /// The one sub-response of a batch call, or the service's error in it.

@@ -115,6 +115,11 @@ struct ShareToken: Codable {
 struct AsyncTask: Codable {
     var id: String
     var polls: Int = 0
+    /// Items the task handles, and how many polls see it `Running` (a folder copy of many
+    /// items takes several; the work itself is done at once).
+    var total: Int? = nil
+    var runningPolls: Int? = nil
+    var punished: Int? = nil
 }
 
 enum QRStatus: String, Codable { case new = "NEW", scanned = "SCANED", confirmed = "CONFIRMED", expired = "EXPIRED", canceled = "CANCELED" }

@@ -118,7 +118,8 @@ public final class DriveFileSystem: FileSystem {
     func attributes(_ record: InodeTable.Record) -> FileAttributes {
         let item = record.item
         let mode: UInt32 = item.isFolder ? 0o777 : 0o666
-        let permissions = mode & ~configuration.umask & (configuration.readOnly ? ~0o222 : 0o7777)
+        let readOnly = configuration.readOnly || SharedID.isShared(item.fileID)
+        let permissions = mode & ~configuration.umask & (readOnly ? ~0o222 : 0o7777)
         // Local content wins: its size and time are what readers on this mount see.
         let local = item.isFolder ? nil : writers.writer(record.inode)?.content.snapshot
         let size = item.isFolder ? 4096 : local?.size ?? item.size
@@ -179,19 +180,28 @@ public final class DriveFileSystem: FileSystem {
 
     public func getxattr(inode: InodeNumber, name: String) async throws -> [UInt8] {
         guard let record = inodes.record(inode) else { throw DriveFSError.notFound }
+        let shared = SharedID(record.item.fileID)
         switch name {
-        case Self.fileIDAttribute: return Array(record.id.description.utf8)
+        case Self.fileIDAttribute where shared != .folder:
+            if case .entry(_, let fileID)? = shared { return Array(fileID.utf8) }
+            return Array(record.id.description.utf8)
         case Self.hashAttribute where !record.item.isFolder && record.item.contentHash != nil:
             return Array((record.item.contentHash ?? "").utf8)
-        case Self.shareAttribute where configuration.shareID != nil:
-            return Array((configuration.shareID ?? "").utf8)
+        case Self.shareAttribute:
+            if case .entry(let share, _)? = shared { return Array(share.utf8) }
+            guard let share = configuration.shareID else { throw DriveFSError.noAttribute }
+            return Array(share.utf8)
         default: throw DriveFSError.noAttribute
         }
     }
 
     public func listxattr(inode: InodeNumber) async throws -> [String] {
         guard let record = inodes.record(inode) else { throw DriveFSError.notFound }
-        let share = configuration.shareID == nil ? [] : [Self.shareAttribute]
-        return (record.item.isFolder || record.item.contentHash == nil ? [Self.fileIDAttribute] : [Self.fileIDAttribute, Self.hashAttribute]) + share
+        let shared = SharedID(record.item.fileID)
+        if shared == .folder { return [] }
+        var names = [Self.fileIDAttribute]
+        if !record.item.isFolder && record.item.contentHash != nil { names.append(Self.hashAttribute) }
+        if configuration.shareID != nil || shared != nil { names.append(Self.shareAttribute) }
+        return names
     }
 }

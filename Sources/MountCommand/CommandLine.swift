@@ -8,6 +8,7 @@ public enum Invocation: Equatable, Sendable {
     case login(LoginCommand.Options)
     case status(StatusCommand.Options)
     case refresh(path: String?)
+    case shareSave(ShareSaveCommand.Options)
     case help
     case version
 }
@@ -45,6 +46,10 @@ public enum ArgumentParser {
             }
             if options.json && options.watch { throw UsageError("--json and --watch do not go together") }
             return .status(options)
+        }
+        if arguments.first == "share" {
+            guard arguments.dropFirst().first == "save" else { throw UsageError(ShareSaveCommand.usage) }
+            return .shareSave(try ShareSaveCommand.parse(Array(arguments.dropFirst(2))))
         }
         if arguments.first == "refresh" {
             guard arguments.count <= 2, !(arguments.dropFirst().first?.hasPrefix("-") ?? false) else { throw UsageError("usage: adrivefs refresh [PATH]") }
@@ -97,6 +102,7 @@ public enum ArgumentParser {
             throw UsageError(error.description)
         }
         if let share {
+            if !options.shares.isEmpty { throw UsageError("share= shows shares inside your own drive's mount: mount 'adrive' with it") }
             if options.readWriteAsked && !viaMountHelper { throw UsageError("shares are read-only: drop the rw option") }
             if share.folderID != nil, options.rootID != "root" {
                 throw UsageError("the share link names a folder already: drop root_id or use share:\(share.shareID)")
@@ -107,8 +113,8 @@ public enum ArgumentParser {
                 options.fuseOptions.append("ro")
             }
             if !options.directoryCacheTTLSet { options.directoryCacheTTL = 300 }
-        } else if options.sharePasswordFile != nil || options.shareCopyTTL != nil {
-            throw UsageError("share_pwd_file and share_copy_ttl are for share sources (share:SHARE_ID)")
+        } else if options.shares.isEmpty && (options.sharePasswordFile != nil || options.shareCopyTTL != nil) {
+            throw UsageError("share_pwd_file and share_copy_ttl are for shares (share:SHARE_ID, or share= on your own drive)")
         }
         return .mount(
             MountRequest(
@@ -164,6 +170,8 @@ public enum ArgumentParser {
                adrivefs auth status [--token-file PATH] [--endpoint URL]
                adrivefs status [MOUNTPOINT] [--json] [--watch]
                adrivefs refresh [PATH]              (drop cached listings; also SIGHUP)
+               adrivefs share save SHARE[/PATH] DEST_PATH [--password-file F]
+                                                    (save from a share into your drive, server-side)
                adrivefs auth import [--token-file PATH]   (reads a refresh token on stdin)
 
         SOURCE is 'adrive' (your own drive, read-write), or a share — share:SHARE_ID or

@@ -37,7 +37,8 @@ public struct MountOptionSpec: Sendable {
         .init(name: "write_back", kind: .value("SECONDS"), help: "close() returns once the file is safe on local disk; upload SECONDS later (default: 0, upload at close)"),
         .init(name: "internal_upload", kind: .flag, help: "send upload bytes to the internal (in-region) upload URLs"),
         .init(name: "no_rapid_upload", kind: .flag, help: "never try rapid upload (always send the bytes)"),
-        .init(name: "share_pwd_file", kind: .value("PATH"), help: "shares: file holding the share's password (or ADRIVEFS_SHARE_PWD)"),
+        .init(name: "share", kind: .value("SHARE_ID|LINK"), help: "own drive: show this share read-only under .shares/ (repeatable); cp from it saves server-side"),
+        .init(name: "share_pwd_file", kind: .value("PATH"), help: "shares: file holding the password, or lines of SHARE_ID PASSWORD (or ADRIVEFS_SHARE_PWD)"),
         .init(name: "share_copy_ttl", kind: .value("SECONDS"), help: "shares: how long a temporary copy outlives its last reader (default: 900)"),
         .init(name: "ro", kind: .flagAndFuse, help: "mount read-only"),
         .init(name: "allow_other", kind: .fuse, help: "let other users access the mount"),
@@ -90,6 +91,8 @@ public struct MountOptions: Sendable, Equatable {
     public var internalUpload = false
     public var rapidUpload = true
     public var sharePasswordFile: String?
+    /// `share=`: shares shown under `.shares` of an own-drive mount, in the order given.
+    public var shares: [ShareSource] = []
     public var shareCopyTTL: Double?
     /// `rw` was given (refused for shares).
     public var readWriteAsked = false
@@ -183,6 +186,15 @@ public struct MountOptions: Sendable, Equatable {
             guard let number = Double(value), number >= 0, number <= 86_400 else { throw bad("a number of seconds up to 86400") }
             writeBack = number
         case "share_pwd_file": sharePasswordFile = value
+        case "share":
+            let source: ShareSource?
+            do {
+                source = try ShareSource.parse(value) ?? (ShareSource.isValidID(value) ? ShareSource(shareID: value) : nil)
+            } catch {
+                throw ParseError(description: "mount option 'share': \(error.description)")
+            }
+            guard let source else { throw bad("a share id or link (https://www.alipan.com/s/SHARE_ID)") }
+            if !shares.contains(where: { $0.shareID == source.shareID }) { shares.append(source) }
         case "share_copy_ttl":
             guard let number = Double(value), number >= 0 else { throw bad("a number of seconds") }
             shareCopyTTL = number

@@ -57,9 +57,34 @@ extension Mounter {
             notes: notes, account: owner)
     }
 
+    /// The shares of `share=` on an own-drive mount, each started (info, token: a wrong
+    /// password or a gone share fails the mount with its line), under `.shares`.
+    static func sharesInDrive(_ options: MountOptions, owner: AliyunDriveClient, http: CurlHTTPClient) throws -> DriveWithShares? {
+        guard !options.shares.isEmpty else { return nil }
+        var started: [(source: ShareSource, client: ShareClient, info: ShareClient.Info)] = []
+        for source in options.shares {
+            let password = try sharePassword(source.shareID, options, required: false)
+            let client = ShareClient(shareID: source.shareID, password: password ?? "", endpoint: options.endpoint, http: http, owner: owner)
+            switch blocking({ try await client.start() }) {
+            case .failure(let error):
+                throw UsageError("share=\(source.shareID): " + describeShare(error, source.shareID, passwordGiven: password != nil, endpoint: options.endpoint))
+            case .success(let info): started.append((source, client, info))
+            }
+        }
+        let names = DriveWithShares.folderNames(started.map { ($0.source.shareID, $0.info.title) })
+        let lockDirectory = stateDirectory + "/share-copies/" + owner.userID + "-" + owner.driveID
+        let shares = zip(started, names).map { share, name in
+            DriveWithShares.Share(
+                name: name, drive: ShareDrive(share: share.client, copyTTL: options.shareCopyTTL ?? 900, lockDirectory: lockDirectory),
+                rootID: share.source.folderID ?? "root")
+        }
+        return DriveWithShares(own: owner, mountRootID: options.rootID, shares: shares)
+    }
+
     /// The password: `ADRIVEFS_SHARE_PWD`, else `share_pwd_file` (the password alone, or
-    /// lines of `SHARE_ID PASSWORD`); nil when neither gives one.
-    static func sharePassword(_ shareID: String, _ options: MountOptions) throws -> String? {
+    /// lines of `SHARE_ID PASSWORD`); nil when neither gives one. `required`: a file
+    /// without this share's line is an error (a share mount), else it means no password.
+    static func sharePassword(_ shareID: String, _ options: MountOptions, required: Bool = true) throws -> String? {
         if let value = ProcessInfo.processInfo.environment["ADRIVEFS_SHARE_PWD"], !value.isEmpty { return value }
         guard let path = options.sharePasswordFile else { return nil }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -71,6 +96,7 @@ extension Mounter {
             if fields.count == 2, fields[0] == shareID { return fields[1] }
         }
         if lines.count == 1, !lines[0].contains(where: \.isWhitespace) { return lines[0] }
+        if !required { return nil }
         throw UsageError("share_pwd_file \(path) has no password for share \(shareID) (one line: the password, or SHARE_ID PASSWORD)")
     }
 

@@ -171,13 +171,27 @@ public enum Mounter {
             timesDirectory: stateDirectory + "/times",
             uploadOptions: UploadOptions(rapid: options.rapidUpload, internalURLs: options.internalUpload), writeBackDelay: options.writeBack,
             maxStreams: options.maxStreams)
-        let fileSystem = try makeFileSystem(service: client, configuration: configuration, http: http)
+        let shares: DriveWithShares?
+        do {
+            shares = try sharesInDrive(options, owner: client, http: http)
+        } catch {
+            http.shutdown()
+            throw error
+        }
+        let fileSystem = try makeFileSystem(service: shares ?? client, configuration: configuration, http: http)
         let validated: Result<Void, any Error> = blocking { try await fileSystem.validateRoot() }
         if case .failure(let error) = validated {
             http.shutdown()
             throw UsageError(describe(error, endpoint: options.endpoint, rootID: options.rootID))
         }
-        return Prepared(session: try mount(fileSystem, request, at: mountpoint, http: http), http: http, fileSystem: fileSystem, account: client)
+        let shown = shares?.shares ?? []
+        let startShares: @Sendable () async -> Void = { for share in shown { await share.drive.start() } }
+        let stopShares: @Sendable () async -> Void = { for share in shown { await share.drive.shutdown() } }
+        let notes = shares?.shares.map { "share \($0.id) shown as \(DriveWithShares.folderName)/\($0.name) (read-only; cp from it saves server-side)" } ?? []
+        return Prepared(
+            session: try mount(fileSystem, request, at: mountpoint, http: http), http: http, fileSystem: fileSystem,
+            started: shown.isEmpty ? nil : startShares, stopping: shown.isEmpty ? nil : stopShares,
+            notes: notes, account: client)
     }
 
     /// The filesystem over `service`; on failure the transport is shut down and the error

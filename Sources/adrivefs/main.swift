@@ -28,6 +28,8 @@ case .status(let options):
     exit(StatusCommand.status(options))
 case .refresh(let path):
     exit(StatusCommand.refresh(path: path))
+case .shareSave(let options):
+    exit(ShareSaveCommand.run(options))
 case .authImport(let tokenFile):
     do {
         try Mounter.importToken(tokenFile: tokenFile)

@@ -186,13 +186,20 @@ extension EmulatorState {
         if let owner = account(ownerOf: toDrive), usedSize(userID: owner.userID) + treeSize(source) > owner.totalSize {
             throw APIError(400, "QuotaExhausted.Drive", "The drive quota is exhausted.")
         }
-        let newID = copyTree(source, to: toDrive, parentID: target, name: finalName)
+        var counts = CopyCounts()
+        let newID = copyTree(source, to: toDrive, parentID: target, name: finalName, skippingPunished: body.string("share_id") != nil, counts: &counts)
         var result: JSONObject = ["domain_id": "bj29", "drive_id": toDrive, "file_id": newID]
         if source.kind == .folder {
-            result["async_task_id"] = newTask()
+            // Like the service: a folder copy is a task, Running for a poll per 10 items.
+            result["async_task_id"] = newTask(total: counts.copied, runningPolls: 1 + counts.copied / 10, punished: counts.punished)
             return (202, result)
         }
         return (201, result)
+    }
+
+    struct CopyCounts {
+        var copied = 0
+        var punished = 0
     }
 
     func treeSize(_ node: Node) -> Int64 {
@@ -200,7 +207,8 @@ extension EmulatorState {
             ? node.size : visibleChildren(driveID: node.driveID, parentID: node.id).reduce(0) { $0 + treeSize($1) }
     }
 
-    private func copyTree(_ source: Node, to driveID: String, parentID: String, name: String) -> String {
+    /// A share's blocked files are left out of a folder's copy (counted), as the service does.
+    private func copyTree(_ source: Node, to driveID: String, parentID: String, name: String, skippingPunished: Bool, counts: inout CopyCounts) -> String {
         var copy = source
         copy.id = newFileID()
         copy.driveID = driveID
@@ -210,9 +218,14 @@ extension EmulatorState {
         copy.updatedAt = now
         copy.starred = false
         insert(copy)
+        counts.copied += 1
         if source.kind == .folder {
             for child in visibleChildren(driveID: source.driveID, parentID: source.id) {
-                _ = copyTree(child, to: driveID, parentID: copy.id, name: child.name)
+                if skippingPunished && child.punished == true {
+                    counts.punished += 1
+                    continue
+                }
+                _ = copyTree(child, to: driveID, parentID: copy.id, name: child.name, skippingPunished: skippingPunished, counts: &counts)
             }
         }
         return copy.id
@@ -269,28 +282,31 @@ extension EmulatorState {
         return .json(200, ["items": items.map { fileObject($0) }, "next_marker": ""])
     }
 
-    func newTask() -> String {
+    func newTask(total: Int = 1, runningPolls: Int = 1, punished: Int = 0) -> String {
         let id = Formats.randomHex(32)
-        persistent.tasks[id] = AsyncTask(id: id)
+        persistent.tasks[id] = AsyncTask(id: id, total: total, runningPolls: runningPolls, punished: punished)
         dirty = true
         return id
     }
 
-    /// Tasks report `Running` on the first poll and `Succeed` afterwards (the work itself
-    /// was done synchronously), so clients exercise their polling loop.
+    /// Tasks report `Running` on their first polls (one, or one per 10 items of a folder
+    /// copy) with the share of items done growing, and `Succeed` afterwards (the work
+    /// itself was done synchronously), so clients exercise their polling loop.
     func asyncTask(_ caller: Caller, _ body: JSONObject) throws -> (Int, JSONObject?) {
         guard let id = body.string("async_task_id"), var task = persistent.tasks[id] else {
             throw APIError(404, "NotFound.AsyncTask", "The resource async_task cannot be found.")
         }
         task.polls += 1
         persistent.tasks[id] = task
-        let running = task.polls == 1
+        let (total, runningPolls) = (task.total ?? 1, task.runningPolls ?? 1)
+        let running = task.polls <= runningPolls
+        let done = running ? total * (task.polls - 1) / runningPolls : total
         return (
             200,
             [
                 "async_task_id": id, "state": running ? "Running" : "Succeed", "status": running ? "Running" : "Succeed",
-                "message": running ? "task is running" : "", "total_process": 1, "consumed_process": running ? 0 : 1,
-                "skipped_process": 0, "failed_process": 0, "punished_file_count": 0,
+                "message": running ? "task is running" : "", "total_process": total, "consumed_process": done,
+                "skipped_process": 0, "failed_process": 0, "punished_file_count": task.punished ?? 0,
             ]
         )
     }

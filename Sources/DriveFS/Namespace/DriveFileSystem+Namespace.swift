@@ -9,6 +9,7 @@ extension DriveFileSystem {
         try checkWritable()
         try checkName(name)
         let (folder, existing) = try await child(parent, name)
+        try checkWritable(folder.item.fileID)
         guard existing == nil else { throw DriveFSError.exists }
         let item = try await service.createFolder(parentID: folder.item.fileID, name: name)
         directories.update(folder.item.fileID) { $0.append(item) }
@@ -21,6 +22,7 @@ extension DriveFileSystem {
         try checkWritable()
         let (folder, found) = try await child(parent, name)
         guard let item = found?.item else { throw DriveFSError.notFound }
+        try checkWritable(folder.item.fileID, item.fileID)
         guard item.isFolder else { throw DriveFSError.notDirectory }
         try await checkEmpty(item)
         try await service.trash(fileID: item.fileID)
@@ -31,8 +33,9 @@ extension DriveFileSystem {
     public func unlink(parent: InodeNumber, name: String) async throws {
         try checkName(name)
         try checkWritable()
-        let (_, found) = try await child(parent, name)
+        let (folder, found) = try await child(parent, name)
         guard let found else { throw DriveFSError.notFound }
+        try checkWritable(folder.item.fileID, found.item.fileID)
         guard !found.item.isFolder else { throw DriveFSError.isDirectory }
         try await remove(found)
     }
@@ -42,9 +45,10 @@ extension DriveFileSystem {
         try checkName(newName)
         try checkWritable()
         if flags & RenameFlag.exchange != 0 { throw DriveFSError.invalid }
-        let (_, found) = try await child(parent, name)
+        let (origin, found) = try await child(parent, name)
         guard let source = found else { throw DriveFSError.notFound }
         let (destination, target) = try await child(newParent, newName)
+        try checkWritable(origin.item.fileID, source.item.fileID, destination.item.fileID)
         if let target {
             if target.id == source.id { return }
             if flags & RenameFlag.noReplace != 0 { throw DriveFSError.exists }

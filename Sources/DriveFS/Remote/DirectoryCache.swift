@@ -162,7 +162,7 @@ final class DirectoryCache: Sendable {
             let ordered = group.sorted { ($0.item.createdAt, $0.id.description) < ($1.item.createdAt, $1.id.description) }
             byName[name] = ordered[0]
             for child in ordered.dropFirst() {
-                byName[disambiguated(name, fileID: child.id.description)] = child
+                byName[disambiguated(name, fileID: SharedID.serviceID(child.id.description))] = child
             }
         }
         let entries = byName.sorted { $0.key < $1.key }.map { (name: $0.key, child: $0.value) }

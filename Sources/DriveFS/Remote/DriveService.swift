@@ -24,6 +24,9 @@ public protocol DriveService: Sendable {
     /// A new entry with the content of the drive's file `source`, made by hash without
     /// sending its bytes; nil when the drive does not take it that way.
     func copyByHash(of source: DriveItem, parentID: String, name: String) async throws -> UploadResult?
+    /// A new entry in `parentID` under `name` holding shared file `fileID` (a share shown
+    /// inside this drive), saved server-side; nil when `fileID` is not a shared file.
+    func saveFromShare(fileID: String, parentID: String, name: String) async throws -> DriveItem?
 
     /// A descriptor reading the file was opened / closed: a drive whose content needs a
     /// resource per file (a share's temporary copies) keeps it while any is open.
@@ -37,6 +40,7 @@ public protocol DriveService: Sendable {
 
 extension DriveService {
     public func prefetchDownloadLinks(fileIDs: [String]) async {}
+    public func saveFromShare(fileID: String, parentID: String, name: String) async throws -> DriveItem? { nil }
     public func opened(fileID: String) {}
     public func closed(fileID: String) {}
 }

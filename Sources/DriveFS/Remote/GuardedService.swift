@@ -64,6 +64,9 @@ final class GuardedService: DriveService {
     func copyByHash(of source: DriveItem, parentID: String, name: String) async throws -> UploadResult? {
         try await guarded { try await base.copyByHash(of: source, parentID: parentID, name: name) }
     }
+    func saveFromShare(fileID: String, parentID: String, name: String) async throws -> DriveItem? {
+        try await guarded { try await base.saveFromShare(fileID: fileID, parentID: parentID, name: name) }
+    }
     func opened(fileID: String) { base.opened(fileID: fileID) }
     func prefetchDownloadLinks(fileIDs: [String]) async {
         guard !isDown else { return }

@@ -138,6 +138,23 @@ public final class ShareDrive: DriveService {
         return DriveFSError(errno: EACCES, "reading a share needs a logged-in account")
     }
 
+    // MARK: - Saving into the user's drive
+
+    /// Saves shared file or folder `fileID` into the user's drive (`ShareClient.save`: no
+    /// byte moves). A full drive first gives up this mount's idle reading copies, then the
+    /// save is tried once more.
+    public func save(fileID: String, toParentID parentID: String, name: String) async throws -> DriveItem {
+        guard let copies else { throw noLogin(name) }
+        return try await reportingGone {
+            do {
+                return try await self.share.save(fileID: fileID, toParentID: parentID, name: name)
+            } catch let error as DriveError where error.condition == .noSpace {
+                guard await copies.expire(idleFor: 0) > 0 else { throw error }
+                return try await self.share.save(fileID: fileID, toParentID: parentID, name: name)
+            }
+        }
+    }
+
     // MARK: - Writing: a share is read-only
 
     public func createFolder(parentID: String, name: String) async throws -> DriveItem { throw DriveFSError.readOnly }

@@ -38,6 +38,7 @@ extension DriveFileSystem: WritableFileSystem {
         try checkWritable()
         try checkName(name)
         let (folder, existing) = try await child(parent, name)
+        try checkWritable(folder.item.fileID)
         guard existing == nil else { throw DriveFSError.exists }
         let current = now()
         let item = DriveItem(
@@ -56,7 +57,7 @@ extension DriveFileSystem: WritableFileSystem {
     /// content. The drive's content is fetched into it only when the handle first changes
     /// the file: `touch`, or a program that opens read-write and only reads, fetches nothing.
     func openForWriting(_ record: InodeTable.Record, flags: Int32) async throws -> OpenReply {
-        try checkWritable()
+        try checkWritable(record.item.fileID)
         let truncate = flags & O_TRUNC != 0
         var lease: WriteLease?
         if truncate || record.item.size == 0 || writers.writer(record.inode) != nil {
@@ -107,6 +108,7 @@ extension DriveFileSystem: WritableFileSystem {
     public func setattr(inode: InodeNumber, changes: AttributeChanges) async throws -> AttributeReply {
         guard let record = inodes.record(inode) else { throw DriveFSError.notFound }
         if let size = changes.size { try await truncate(record, to: size, handle: changes.handle) }
+        if changes.modified != nil { try checkWritable(record.item.fileID) }
         if let modified = changes.modified, !record.item.isFolder {
             // Kept for the content the drive has now, and for the local content once it is
             // uploaded (a later write makes the time "now" again).
@@ -121,7 +123,7 @@ extension DriveFileSystem: WritableFileSystem {
     }
 
     private func truncate(_ record: InodeTable.Record, to size: Int64, handle: UInt64?) async throws {
-        try checkWritable()
+        try checkWritable(record.item.fileID)
         guard !record.item.isFolder else { throw DriveFSError.isDirectory }
         guard size >= 0 else { throw DriveFSError.invalid }
         guard size <= Self.maximumFileSize else { throw DriveFSError(errno: EFBIG, "\(size) bytes is more than a drive file can hold") }
@@ -168,8 +170,10 @@ extension DriveFileSystem: WritableFileSystem {
         }
     }
 
-    func checkWritable() throws {
-        if configuration.readOnly { throw DriveFSError.readOnly }
+    /// EROFS on a read-only mount, and for changes of shared entries (`ids`: the entries
+    /// and folders a change touches).
+    func checkWritable(_ ids: String...) throws {
+        if configuration.readOnly || ids.contains(where: SharedID.isShared) { throw DriveFSError.readOnly }
     }
 
     func checkName(_ name: String) throws {
