@@ -33,7 +33,16 @@ import Testing
         (["https://www.alipan.com/s/abc/file/x", "/m"], "…/s/SHARE_ID/folder/FILE_ID"),
         (["share:abc", "/m", "-o", "rw"], "shares are read-only"),
         (["https://www.alipan.com/s/abc/folder/f1", "/m", "-o", "root_id=f2"], "drop root_id"),
-        (["adrive", "/m", "-o", "share_copy_ttl=5"], "are for share sources"),
+        (["adrive", "/m", "-o", "share_copy_ttl=5"], "are for shares"),
+        (["adrive", "/m", "-o", "share=a/b"], "mount option 'share'"),
+        (["adrive", "/m", "-o", "share=https://example.com/s/abc"], "is not a share link"),
+        (["share:abc", "/m", "-o", "share=def"], "mount 'adrive' with it"),
+        (["share", "copy", "abc", "/"], "usage: adrivefs share save"),
+        (["share", "save", "abc"], "usage: adrivefs share save"),
+        (["share", "save", "abc", "Movies"], "DEST_PATH is a path in your drive"),
+        (["share", "save", "a-b", "/"], "is not a share"),
+        (["share", "save", "abc", "/", "--password"], "unknown flag '--password'"),
+        (["share", "save", "abc", "/", "--endpoint", "ftp://x"], "http(s) URL"),
         (["share:abc", "/m", "-o", "share_copy_ttl=soon"], "a number of seconds"),
         (["adrive", "/m", "-o", "bogus"], "unknown mount option 'bogus'"),
         (["adrive", "/m", "-o", "umask=999"], "umask"),
@@ -84,6 +93,32 @@ import Testing
             return
         }
         #expect(helped.options.readOnly)
+    }
+
+    @Test func sharesInTheOwnDriveParse() throws {
+        guard case .mount(let request) = try ArgumentParser.parse(
+            ["adrive", "/m", "-o", "share=Abc1,share=https://www.alipan.com/s/Def2/folder/f00d,share=share:Abc1,share_pwd_file=/p"])
+        else {
+            Issue.record("not a mount request")
+            return
+        }
+        #expect(request.options.shares.map(\.shareID) == ["Abc1", "Def2"], "in order, each once")
+        #expect(request.options.shares.last?.folderID == "f00d")
+        #expect(!request.options.readOnly && request.options.sharePasswordFile == "/p")
+    }
+
+    @Test(arguments: [
+        (["Abc1/Videos/a.mkv", "/Movies"], "Abc1", nil, ["Videos", "a.mkv"]),
+        (["share:Abc1", "/"], "Abc1", nil, []),
+        (["https://www.alipan.com/s/Abc1/folder/f00d", "/x"], "Abc1", "f00d", []),
+    ] as [([String], String, String?, [String])])
+    func shareSaveParses(arguments: [String], shareID: String, folder: String?, path: [String]) throws {
+        guard case .shareSave(let options) = try ArgumentParser.parse(["share", "save"] + arguments + ["--password-file", "/p"]) else {
+            Issue.record("not a share save")
+            return
+        }
+        #expect(options.share.shareID == shareID && options.share.folderID == folder && options.path == path)
+        #expect(options.destination == arguments[1] && options.passwordFile == "/p")
     }
 
     @Test func everyOptionIsDocumentedInTheManPage() throws {
