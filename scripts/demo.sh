@@ -28,14 +28,17 @@ ENDPOINT=$(sed -n 's/^listening on //p' .build/demo-emulator.log)
 curl -s -X POST "$ENDPOINT/__emulator/tokens" | sed -n 's/.*"refresh_token":"\([0-9a-f]*\)".*/\1/p' \
   | XDG_CONFIG_HOME="$STATE" "$BIN/adrivefs" auth import
 
-XDG_CONFIG_HOME="$STATE" "$BIN/adrivefs" adrive "$MNT" -o "endpoint=$ENDPOINT"
-
-# One of the demo drive's share links, read-only (the emulator prints them at start):
-# the public one when there is one, else the password-protected one with its password.
+# One of the demo drive's share links (the emulator prints them at start): the public one
+# when there is one, else the password-protected one with its password. The drive's mount
+# shows it under .shares/ (cp from there saves server-side); it is also mounted on its own.
 SHARE_LINE=$(grep '^share: .*no password' .build/demo-emulator.log | head -1)
 [ -n "$SHARE_LINE" ] || SHARE_LINE=$(grep '^share: ' .build/demo-emulator.log | head -1)
 SHARE=$(echo "$SHARE_LINE" | sed -n 's/^share: \(share:[A-Za-z0-9]*\).*/\1/p')
 SHARE_PWD=$(echo "$SHARE_LINE" | sed -n 's/.*, password \(.*\)$/\1/p')
+
+ADRIVEFS_SHARE_PWD="$SHARE_PWD" XDG_CONFIG_HOME="$STATE" "$BIN/adrivefs" adrive "$MNT" \
+  -o "endpoint=$ENDPOINT${SHARE:+,share=${SHARE#share:}}"
+
 if [ -n "$SHARE" ]; then
   ADRIVEFS_SHARE_PWD="$SHARE_PWD" XDG_CONFIG_HOME="$STATE" "$BIN/adrivefs" "$SHARE" "$SHARE_MNT" -o "endpoint=$ENDPOINT"
 fi
@@ -56,5 +59,8 @@ if [ -n "$SHARE" ]; then
 fi
 echo "Try: find $MNT | head; sha1sum $MNT/Videos/sample.mp4; df -h $MNT"
 echo "     cp $MNT/Documents/notes.md $MNT/copy.md; ls -R $SHARE_MNT"
+if [ -n "$SHARE" ]; then
+  echo "     ls $MNT/.shares; cp -r \"$MNT/.shares/\"*/Documents $MNT/Saved   (a server-side save: 0 bytes moved)"
+fi
 echo "Unmount and stop the emulator with: make demo-stop"
 echo "  (or: fusermount3 -u $MNT; fusermount3 -u $SHARE_MNT; kill \$(cat .build/demo-emulator.pid))"
