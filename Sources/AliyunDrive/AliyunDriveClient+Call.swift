@@ -10,6 +10,11 @@ extension AliyunDriveClient {
     /// `extraHeaders` go with it (a share's `x-share-token` for calls on a share).
     /// `attempts`: tries for throttling, 5xx and connection errors (default: the configured).
     func call(_ path: String, _ body: [String: any Sendable], extraHeaders: HTTPHeaders = [:], attempts: Int? = nil) async throws -> [String: Any] {
+        Self.decode(try await callForBytes(path, body, extraHeaders: extraHeaders, attempts: attempts))
+    }
+
+    /// `call`, answering the body's bytes (for answers decoded into types of their own).
+    func callForBytes(_ path: String, _ body: [String: any Sendable], extraHeaders: HTTPHeaders = [:], attempts: Int? = nil) async throws -> [UInt8] {
         let maxAttempts = attempts ?? configuration.maxAttempts
         let payload = try Self.encode(body)
         var attempt = 0
@@ -48,7 +53,7 @@ extension AliyunDriveClient {
                 try await backoff(attempt: attempt, retryAfter: nil)
                 continue
             }
-            if response.isSuccess { return Self.decode(response.body) }
+            if response.isSuccess { return response.body }
             let error = Self.serviceError(response)
             if response.status == 401, error.code.hasPrefix("AccessToken"), !refreshed {
                 refreshed = true

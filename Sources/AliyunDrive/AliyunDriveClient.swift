@@ -126,17 +126,42 @@ public final class AliyunDriveClient: Sendable {
     // MARK: - Metadata
 
     /// Every entry of a folder (all pages, 200 per call).
+    /// Every entry of a folder, 200 per page. Each page's request goes out as soon as the
+    /// answer before it names its marker (found by `ListingPage.nextMarker(in:)` before
+    /// that answer is decoded), so decoding overlaps the next round trip; a decoded marker
+    /// that disagrees with the early one (never seen) re-requests with the decoded one.
     public func list(folderID: String) async throws -> [DriveItem] {
+        let fetch: @Sendable (String) async throws -> [UInt8] = { marker in
+            try await self.callForBytes(
+                "/adrive/v3/file/list",
+                ["drive_id": self.driveID, "parent_file_id": folderID, "limit": 200, "marker": marker, "order_by": "name", "order_direction": "ASC",
+                 "fields": "*"])
+        }
         var items: [DriveItem] = []
+        var next: (marker: String, page: Task<[UInt8], any Error>)? = nil
+        defer { next?.page.cancel() }
         var marker = ""
         repeat {
-            let page = try await call(
-                "/adrive/v3/file/list",
-                ["drive_id": driveID, "parent_file_id": folderID, "limit": 200, "marker": marker, "order_by": "name", "order_direction": "ASC", "fields": "*"])
-            for object in page["items"] as? [[String: Any]] ?? [] {
-                if let item = DriveItem(json: object) { items.append(item) }
+            let bytes: [UInt8]
+            if let ahead = next, ahead.marker == marker {
+                next = nil
+                bytes = try await withTaskCancellationHandler { try await ahead.page.value } onCancel: { ahead.page.cancel() }
+            } else {
+                next?.page.cancel()
+                next = nil
+                bytes = try await fetch(marker)
             }
-            marker = page["next_marker"] as? String ?? ""
+            if let early = ListingPage.nextMarker(in: bytes), !early.isEmpty {
+                next = (early, Task { try await fetch(early) })
+            }
+            let page: ListingPage
+            do {
+                page = try JSONDecoder().decode(ListingPage.self, from: Data(bytes))
+            } catch {
+                throw DriveError(.protocolViolation, "malformed listing page: \(error)")
+            }
+            items += page.items.compactMap(\.item)
+            marker = page.nextMarker ?? ""
         } while !marker.isEmpty
         return items
     }

@@ -97,13 +97,16 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             phase = .idle
             switch current {
             case .buffering(let request, let head):
+                let arrived = NIODeadline.now()
                 let response = emulator.handle(request)
                 let latency = emulator.link.model.apiLatency
                 if latency > 0, !request.path.hasPrefix("/__emulator/"), !request.path.hasPrefix("/oss/") {
-                    // A distant service: the answer comes a round trip later.
+                    // A distant service: the answer comes a round trip after the request
+                    // arrived (the emulator's own work on it is not the link's, and a
+                    // listing page costs it more than the real service).
                     let loop = context.eventLoop
                     let bound = NIOLoopBound((self, context), eventLoop: loop)
-                    loop.scheduleTask(in: .nanoseconds(Int64(latency * 1e9))) {
+                    loop.scheduleTask(deadline: arrived + .nanoseconds(Int64(latency * 1e9))) {
                         let (handler, context) = bound.value
                         guard context.channel.isActive else { return }
                         handler.respond(response, to: head, context: context)

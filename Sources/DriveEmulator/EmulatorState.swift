@@ -287,7 +287,7 @@ final class EmulatorState {
         ]
         if let shareID { object["share_id"] = shareID }
         if node.kind == .file {
-            let ext = (node.name as NSString).pathExtension.lowercased()
+            let ext = Self.fileExtension(node.name)
             object["size"] = node.size
             object["file_extension"] = ext
             object["content_hash_name"] = "sha1"
@@ -305,6 +305,12 @@ final class EmulatorState {
         }
         if node.trashed, let trashedAt = node.trashedAt { object["trashed_at"] = Formats.iso8601(milliseconds: trashedAt) }
         return object
+    }
+
+    /// What follows the last dot of a name (not a leading one), lowercased: `file_extension`.
+    static func fileExtension(_ name: String) -> String {
+        guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return "" }
+        return name[name.index(after: dot)...].lowercased()
     }
 
     static func category(_ ext: String) -> String {

@@ -33,11 +33,83 @@ extension Dictionary where Key == String, Value == Any {
 }
 
 enum JSON {
+    /// Answers are written directly from the Swift values the handlers build: Foundation's
+    /// `JSONSerialization` bridges every value to an `NSObject` first, which made a 200-item
+    /// listing page cost the emulator more than a real service's round trip.
     static func encode(_ object: Any) -> [UInt8] {
-        guard JSONSerialization.isValidJSONObject(object),
-            let data = try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])
-        else { return Array("{}".utf8) }
-        return Array(data)
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
+        guard write(object, into: &out) else { return Array("{}".utf8) }
+        return out
+    }
+
+    /// False for a value JSON cannot hold (the answer is then `{}`, as before).
+    private static func write(_ value: Any, into out: inout [UInt8]) -> Bool {
+        switch value {
+        case let text as String:
+            writeString(text, into: &out)
+        case let object as [String: Any]:
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            for (key, element) in object {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                writeString(key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                guard write(element, into: &out) else { return false }
+            }
+            out.append(UInt8(ascii: "}"))
+        case let array as [Any]:
+            out.append(UInt8(ascii: "["))
+            for (index, element) in array.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                guard write(element, into: &out) else { return false }
+            }
+            out.append(UInt8(ascii: "]"))
+        case is NSNull:
+            out.append(contentsOf: "null".utf8)
+        default:
+            // Exact Swift number types first (an `Int` must not pass for a `Bool`);
+            // anything else Foundation bridged (a request's NSNumber) goes through it.
+            switch ObjectIdentifier(type(of: value)) {
+            case ObjectIdentifier(Bool.self): out.append(contentsOf: ((value as? Bool) == true ? "true" : "false").utf8)
+            case ObjectIdentifier(Int.self): out.append(contentsOf: String(value as? Int ?? 0).utf8)
+            case ObjectIdentifier(Int64.self): out.append(contentsOf: String(value as? Int64 ?? 0).utf8)
+            case ObjectIdentifier(Int32.self): out.append(contentsOf: String(value as? Int32 ?? 0).utf8)
+            case ObjectIdentifier(UInt64.self): out.append(contentsOf: String(value as? UInt64 ?? 0).utf8)
+            case ObjectIdentifier(Double.self):
+                let number = value as? Double ?? 0
+                guard number.isFinite else { return false }
+                out.append(contentsOf: (number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : String(number)).utf8)
+            default:
+                guard JSONSerialization.isValidJSONObject([value]), let data = try? JSONSerialization.data(withJSONObject: [value]) else { return false }
+                out.append(contentsOf: data.dropFirst().dropLast())
+            }
+        }
+        return true
+    }
+
+    private static func writeString(_ text: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out.append(contentsOf: text.utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+            case UInt8(ascii: "\n"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+            case UInt8(ascii: "\r"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+            case UInt8(ascii: "\t"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
     }
 
     /// Parses a request body; an empty body is `{}`. Nil when the body is not a JSON object.
