@@ -233,3 +233,56 @@ func answerOrNil<T: Sendable>(_ task: Task<T, any Error>, seconds: Double) async
     }
     return try finished.get()
 }
+
+extension StreamingReadTests {
+    /// A video player's jump: a run that begins in the middle of a chunk fetches that chunk
+    /// from the run on, not from its beginning; bytes before it still read right.
+    @Test func aJumpIntoAChunksMiddleFetchesItFromThereOn() async throws {
+        let drive = RecordingDrive(files: [("big.bin", "f1", Self.content, 1)])
+        let fs = try makeFS(drive)
+        let inode = try await fs.lookup(parent: 1, name: "big.bin").attributes.inode
+        let handle = try await fs.open(inode: inode, flags: 0).handle
+        // 1 MiB chunks; the jump lands 640 KiB into chunk 9, then plays on in 64 KiB reads.
+        let jump = Int64(9 << 20) + (640 << 10)
+        for step in 0..<8 {
+            let offset = jump + Int64(step) * (64 << 10)
+            let bytes = try await fs.read(inode: inode, handle: handle, offset: offset, size: 64 << 10).array
+            #expect(bytes == Array(Self.content[Int(offset)..<Int(offset) + (64 << 10)]), "read \(step)")
+        }
+        // The random first reads (64 KiB each), chunk 9's tail from the fourth read on
+        // (rounded down to 128 KiB), and the read-ahead: never chunk 9's first 640 KiB.
+        let ranges = drive.ranges.withLock { $0 }
+        #expect(!ranges.isEmpty && ranges.allSatisfy { $0.offset >= jump - (128 << 10) }, "\(ranges)")
+        #expect(ranges.contains { $0.offset == Int64(9 << 20) + (768 << 10) && $0.length == 256 << 10 }, "chunk 9 from the fourth read on: \(ranges)")
+        try await fs.release(inode: inode, handle: handle)
+        // A reader after it, from the chunk's start: right bytes (the part before the tail straight from the drive).
+        let other = try await fs.open(inode: inode, flags: 0).handle
+        let head = try await fs.read(inode: inode, handle: other, offset: Int64(9 << 20), size: 1 << 20).array
+        #expect(head == Array(Self.content[(9 << 20)..<(10 << 20)]))
+    }
+
+    @Test func aTailChunkIsNotWhatAWholeChunkReaderGets() async throws {
+        let drive = FakeDrive(files: [("big.bin", "f1", Self.content, 1)])
+        let fs = try makeFS(drive)
+        let inode = try await fs.lookup(parent: 1, name: "big.bin").attributes.inode
+        let handle = try await fs.open(inode: inode, flags: 0).handle
+        let jump = Int64(3 << 20) + (512 << 10)
+        for step in 0..<6 { _ = try await fs.read(inode: inode, handle: handle, offset: jump + Int64(step) * (64 << 10), size: 64 << 10) }
+        // Staging for a write (and anything else that takes whole chunks) gets all of chunk 3.
+        try await fs.release(inode: inode, handle: handle)
+        let writer = try await fs.open(inode: inode, flags: O_RDWR)
+        try await fs.prepareWrite(inode: inode, handle: writer.handle)
+        let bytes = try await fs.read(inode: inode, handle: writer.handle, offset: Int64(3 << 20), size: 1 << 20).array
+        #expect(bytes == Array(Self.content[(3 << 20)..<(4 << 20)]))
+    }
+}
+
+/// A drive that records every range it is asked to stream.
+final class RecordingDrive: FakeDrive, @unchecked Sendable {
+    let ranges = Mutex<[(offset: Int64, length: Int)]>([])
+
+    override func read(fileID: String, offset: Int64, length: Int, into sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) async throws {
+        ranges.withLock { $0.append((offset, length)) }
+        try await super.read(fileID: fileID, offset: offset, length: length, into: sink)
+    }
+}

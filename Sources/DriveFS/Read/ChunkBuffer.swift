@@ -5,7 +5,8 @@ import Synchronization
 /// One chunk of file content, filled in order by its download while readers take the
 /// bytes already there: a reader waits only for the part it asked for, and replies while
 /// those bytes are still in the CPU's cache (the FUSE copy of cold memory was the biggest
-/// cost of a sequential read).
+/// cost of a sequential read). A chunk may hold only its tail, from `start` on (a reader
+/// that jumped into its middle does not wait for the bytes before it).
 ///
 /// `@unchecked Sendable`: `storage` is written only by the one producer (the download),
 /// always above `filled`; a byte below `filled` is never written again, and `filled` is
@@ -28,20 +29,27 @@ final class ChunkBuffer: @unchecked Sendable {
     }
 
     let capacity: Int
+    /// The first byte it holds (chunk-relative); bytes before it are not in this buffer.
+    let start: Int
     private let storage: UnsafeMutableRawBufferPointer
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     private let pool: StoragePool
 
-    init(capacity: Int, pool: StoragePool) {
+    init(capacity: Int, start: Int = 0, pool: StoragePool) {
         self.capacity = max(capacity, 0)
+        self.start = min(max(start, 0), self.capacity)
         self.pool = pool
         storage = pool.take(byteCount: max(capacity, 1))
+        state = Mutex(State(filled: self.start))
     }
+
+    /// Whether it holds (or will hold) the chunk-relative `range`.
+    func covers(_ range: Range<Int>) -> Bool { range.lowerBound >= start }
 
     deinit { pool.give(storage) }
 
-    /// Bytes available from the start of the chunk.
+    /// The end of the bytes available (from `start`), chunk-relative.
     var filled: Int { state.withLock { $0.filled } }
     /// The download ended without an error (`filled` is all there will be).
     var isComplete: Bool { state.withLock { $0.finished && $0.failure == nil } }
@@ -114,10 +122,10 @@ final class ChunkBuffer: @unchecked Sendable {
         }
     }
 
-    /// A view of published bytes (`range` must lie below `filled`).
+    /// A view of published bytes (`range` must lie within `start..<filled`).
     func view(_ range: Range<Int>) -> ChunkView { ChunkView(buffer: self, range: range) }
 
-    /// Calls `body` with published bytes (`range` must lie below `filled`).
+    /// Calls `body` with published bytes (`range` must lie within `start..<filled`).
     func withBytes<R>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try body(UnsafeRawBufferPointer(rebasing: storage[range]))
     }

@@ -47,10 +47,11 @@ final class ChunkCache: Sendable {
         }
     }
 
-    /// The chunk's buffer: cached or downloading, else a new one that `load` fills (then
-    /// finished, or failed and dropped from the cache so the next reader retries). The
-    /// second value is true when this call started the download.
-    func buffer(_ key: Key, length: Int, load: @escaping @Sendable (ChunkBuffer) async throws -> Void) -> (ChunkBuffer, started: Bool) {
+    /// The chunk's buffer: cached or downloading, else a new one, holding the chunk from
+    /// `start` on, that `load` fills (then finished, or failed and dropped from the cache
+    /// so the next reader retries). The second value is true when this call started the
+    /// download. (A cached buffer may begin after the `start` asked for: callers check.)
+    func buffer(_ key: Key, length: Int, start: Int = 0, load: @escaping @Sendable (ChunkBuffer) async throws -> Void) -> (ChunkBuffer, started: Bool) {
         state.withLock { state in
             state.clock += 1
             if let entry = state.chunks[key], !entry.buffer.failed {
@@ -60,7 +61,7 @@ final class ChunkCache: Sendable {
             }
             state.misses += 1
             if let stale = state.chunks.removeValue(forKey: key) { state.bytes -= stale.buffer.capacity }
-            let buffer = ChunkBuffer(capacity: length, pool: pool)
+            let buffer = ChunkBuffer(capacity: length, start: start, pool: pool)
             let download = Task {
                 do {
                     try await load(buffer)

@@ -67,7 +67,7 @@ final class FileReader: Sendable {
         if sequential { schedulePrefetch(after: (end - 1) / chunkSize) }
         if first == (end - 1) / chunkSize, let buffer = cache.cached(key(first)) {
             let range = localRange(first, offset, end)
-            if buffer.filled >= range.upperBound { return buffer.view(range) }
+            if buffer.covers(range), buffer.filled >= range.upperBound { return buffer.view(range) }
         }
         state.withLock { $0.classified[offset] = sequential }
         return nil
@@ -89,22 +89,47 @@ final class FileReader: Sendable {
                 .prefixArray(Int(end - offset))[...]
         }
         if noted == nil { schedulePrefetch(after: last) }
+        // A run that began inside the first chunk (a jump) fetches that chunk from this
+        // read on (the run's earlier reads were fetched as random ones).
+        let tail = tailStart(of: first, at: offset)
         if first == last {
             // The common case: answer from the chunk itself, as soon as its bytes are there.
             let range = localRange(first, offset, end)
-            let (buffer, available) = try await bytes(of: first, upTo: range.upperBound)
+            guard let (buffer, available) = try await bytes(of: first, range: range, tail: tail) else {
+                return try await direct(offset: offset, end: end)[...]
+            }
             return buffer.view(range.lowerBound..<max(range.lowerBound, available))
         }
         var result: [UInt8] = []
         result.reserveCapacity(Int(end - offset))
         for index in first...last {
             let range = localRange(index, offset, end)
-            let (buffer, available) = try await bytes(of: index, upTo: range.upperBound)
+            guard let (buffer, available) = try await bytes(of: index, range: range, tail: index == first ? tail : 0) else {
+                let chunkStart = index * chunkSize
+                result += try await direct(offset: chunkStart + Int64(range.lowerBound), end: chunkStart + Int64(range.upperBound))
+                continue
+            }
             guard available > range.lowerBound else { break }
             buffer.withBytes(range.lowerBound..<available) { result.append(contentsOf: $0) }
             if available < range.upperBound { break }
         }
         return result[...]
+    }
+
+    /// The range read straight from the drive (a chunk in memory holds only a later part).
+    private func direct(offset: Int64, end: Int64) async throws -> [UInt8] {
+        try await service.read(fileID: item.fileID, offset: offset, length: Int(end - offset)).prefixArray(Int(end - offset))
+    }
+
+    /// Where chunk `index` should start if fetched now for a read at `offset`: there
+    /// (rounded down to 128 KiB, for reads the kernel reorders) when the current run began
+    /// inside the chunk — a jump into it —, else at its beginning.
+    private func tailStart(of index: Int64, at offset: Int64) -> Int {
+        let runStart = state.withLock { $0.pattern.runStart }
+        let chunkStart = index * chunkSize
+        guard runStart > chunkStart, runStart < chunkStart + chunkSize, offset >= chunkStart else { return 0 }
+        let within = Int(offset - chunkStart)
+        return within - within % (128 << 10)
     }
 
     /// Starts downloading chunk `index` unless it is cached or on its way.
@@ -113,19 +138,28 @@ final class FileReader: Sendable {
         _ = cache.buffer(key(index), length: chunkLength(index), load: loader(index))
     }
 
-    /// Chunk `index` once all its bytes are there, and how many there are.
+    /// Chunk `index` once all its bytes are there, and how many there are. (A chunk in
+    /// memory that holds only its tail is not it: the whole chunk is fetched on its own.)
     func wholeChunk(_ index: Int64) async throws -> (ChunkBuffer, Int) {
-        try await bytes(of: index, upTo: chunkLength(index))
+        let length = chunkLength(index)
+        if let whole = try await bytes(of: index, range: 0..<length, tail: 0) { return whole }
+        let buffer = ChunkBuffer(capacity: length, pool: cache.pool)
+        try await service.read(fileID: item.fileID, offset: index * chunkSize, length: length) { buffer.append($0) }
+        buffer.finish()
+        return (buffer, buffer.filled)
     }
 
-    /// Waits until chunk `index` holds its bytes up to `end` (or all it will), starting its
-    /// download if nobody has. A download cancelled under us (another reader's stale
+    /// Waits until chunk `index` holds its bytes up to `range`'s end (or all it will),
+    /// starting its download — from `tail` on — if nobody has; nil when the chunk in memory
+    /// begins after `range` does. A download cancelled under us (another reader's stale
     /// prefetch) is started again while this caller still wants it.
-    private func bytes(of index: Int64, upTo end: Int) async throws -> (ChunkBuffer, Int) {
+    private func bytes(of index: Int64, range: Range<Int>, tail: Int) async throws -> (ChunkBuffer, Int)? {
+        let start = tail <= range.lowerBound ? tail : 0
         while true {
-            let (buffer, _) = cache.buffer(key(index), length: chunkLength(index), load: loader(index))
+            let (buffer, _) = cache.buffer(key(index), length: chunkLength(index), start: start, load: loader(index, from: start))
+            guard buffer.covers(range) else { return nil }
             do {
-                return (buffer, try await buffer.wait(until: end))
+                return (buffer, try await buffer.wait(until: range.upperBound))
             } catch where !Task.isCancelled && Self.isCancellation(error) {
                 continue
             }
@@ -174,7 +208,7 @@ final class FileReader: Sendable {
     /// The range from chunks in memory, if they already hold all of it.
     private func cachedRange(offset: Int64, end: Int64, first: Int64, last: Int64) -> [UInt8]? {
         assemble(offset: offset, end: end, first: first, last: last) { index, range in
-            guard let buffer = cache.cached(key(index)), buffer.filled >= range.upperBound else { return nil }
+            guard let buffer = cache.cached(key(index)), buffer.covers(range), buffer.filled >= range.upperBound else { return nil }
             return buffer.withBytes(range) { Array($0) }
         }
     }
@@ -227,25 +261,25 @@ final class FileReader: Sendable {
         Int(max(0, min(chunkSize, item.size - index * chunkSize)))
     }
 
-    /// Fills chunk `index`: from the disk cache if there, else streamed from the server as
-    /// it arrives (and then stored on disk).
-    private func loader(_ index: Int64) -> @Sendable (ChunkBuffer) async throws -> Void {
+    /// Fills chunk `index` from its byte `start` on: from the disk cache if there, else
+    /// streamed from the server as it arrives (and then, when whole, stored on disk).
+    private func loader(_ index: Int64, from start: Int = 0) -> @Sendable (ChunkBuffer) async throws -> Void {
         let service = self.service
         let fileID = item.fileID
-        let offset = index * chunkSize
+        let offset = index * chunkSize + Int64(start)
         let length = chunkLength(index)
         let disk = self.disk
         let key = diskKey(index)
         return { buffer in
             if let disk, let stored = disk.read(key, length: length) {
-                stored.withUnsafeBytes { buffer.append($0) }
+                stored[start...].withUnsafeBytes { buffer.append($0) }
                 return
             }
-            try await service.read(fileID: fileID, offset: offset, length: length) { buffer.append($0) }
-            self.arrived(bytes: length)
+            try await service.read(fileID: fileID, offset: offset, length: length - start) { buffer.append($0) }
+            self.arrived(bytes: length - start)
             // Stored under the listing's hash only if the URL served that content (a file
             // changed on the server since it was listed must not poison the cache).
-            if let disk, buffer.filled == length,
+            if let disk, start == 0, buffer.filled == length,
                 (try? await service.servedContentHash(fileID: fileID))?.lowercased() == key.contentHash
             {
                 buffer.withBytes(0..<length) { disk.store(key, bytes: $0) }
@@ -290,6 +324,8 @@ struct AccessPattern: Sendable {
     private(set) var recentEnds: [Int64] = []
     private(set) var run = 0
     private(set) var window = 0
+    /// Where the current run began (its lowest offset).
+    private(set) var runStart: Int64 = 0
 
     init(maxWindow: Int) { self.maxWindow = maxWindow }
 
@@ -297,6 +333,7 @@ struct AccessPattern: Sendable {
         let continues = (offset >= frontier - Self.nearSlack && offset <= frontier + Self.aheadSlack)
             || recentEnds.contains { abs(offset - $0) <= Self.nearSlack }
         run = offset == 0 ? max(run + 1, Self.runLength) : continues ? run + 1 : 1
+        runStart = run == 1 ? offset : min(runStart, offset)
         if recentEnds.count == Self.memory { recentEnds.removeFirst() }
         recentEnds.append(end)
         if run >= Self.runLength {
