@@ -18,11 +18,15 @@ final class CeilingFS: WritableFileSystem {
     let size: Int64
     /// Where writes are copied (nil: they are dropped).
     let stage: Int32?
+    /// Reads are answered with a copy of the bytes (a filesystem that only copies), not
+    /// with the buffer itself.
+    let copying: Bool
     private let block = [UInt8](repeating: 0x5a, count: 1 << 20)
 
-    init(size: Int64, stage: Int32? = nil) {
+    init(size: Int64, stage: Int32? = nil, copying: Bool = false) {
         self.size = size
         self.stage = stage
+        self.copying = copying
     }
 
     private func attributes(_ inode: InodeNumber) -> FileAttributes {
@@ -48,7 +52,7 @@ final class CeilingFS: WritableFileSystem {
     }
     func read(inode: InodeNumber, handle: UInt64, offset: Int64, size: Int) async throws -> any ReadBytes {
         let count = Int(max(0, min(Int64(min(size, block.count)), self.size - offset)))
-        return block[0..<count]
+        return copying ? Array(block[0..<count])[...] : block[0..<count]
     }
     func release(inode: InodeNumber, handle: UInt64) async throws {}
     func statfs(inode: InodeNumber) async throws -> FileSystemStatistics {
@@ -80,8 +84,8 @@ final class CeilingFS: WritableFileSystem {
 
     /// Mounts a fresh session on a temporary directory, reads the file once with 1 MiB
     /// reads, unmounts; returns bytes per second.
-    static func sequentialRate(size: Int64) throws -> Double {
-        let result = try withMount(CeilingFS(size: size), options: ["ro"]) { mountpoint in
+    static func sequentialRate(size: Int64, copying: Bool = false) throws -> Double {
+        let result = try withMount(CeilingFS(size: size, copying: copying), options: ["ro"]) { mountpoint in
             FUSESession.raiseKernelReadahead(mountpoint: mountpoint, kilobytes: 2048)
             return try FileBench.sequentialRead(mountpoint + "/blob")
         }

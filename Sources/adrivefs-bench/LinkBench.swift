@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// The "link" section: figures over an emulated distant link (`ADRIVEFS_BENCH_LINK`,
 /// default `home`), each beside the limit the link itself sets, measured in the same run.
@@ -48,6 +49,24 @@ enum LinkBench {
                      String(format: "%.2f× the line's %.0f MB/s (goal ≥ 0.9); one connection alone: %.0f MB/s", sequential.rate / cap, cap / 1e6,
                             link.perConnection / 1e6)))
         rows.append(("[\(link.name)] bytes fetched / bytes read, sequential", String(format: "%.3f", Double(fetched) / Double(sequential.bytes)), "goal ≤ 1.01"))
+
+        // Two sequential readers at once (a fresh mount: nothing cached), 256 MiB each of
+        // two distant parts of the file: what each gets, and both together, against the line.
+        do {
+            let again = try await api.hook("tokens", [:])
+            guard let token = again["refresh_token"] as? String else { throw BenchError("no token for the fairness mount") }
+            let pair = try MountProcess(binary: binary, endpoint: endpoint, refreshToken: token)
+            defer { pair.stop() }
+            let path = pair.mountpoint + "/bench/1GiB.bin"
+            let rates = Mutex([0.0, 0.0])
+            DispatchQueue.concurrentPerform(iterations: 2) { reader in
+                let rate = FileBench.rangeRead(path, offset: reader * (512 << 20), length: 256 << 20)
+                rates.withLock { $0[reader] = rate }
+            }
+            let (a, b) = rates.withLock { ($0[0], $0[1]) }
+            rows.append(("[\(link.name)] two sequential readers at once, 256 MiB each", String(format: "%.0f + %.0f MB/s", a / 1e6, b / 1e6),
+                         String(format: "together %.2f× the line; slower / faster %.2f (fair: 1)", (a + b) / cap, max(a, b) > 0 ? min(a, b) / max(a, b) : 0)))
+        }
 
         // Cold first byte of a file in a folder already listed: download link + GET.
         _ = try FileManager.default.contentsOfDirectory(atPath: root + "/Videos")

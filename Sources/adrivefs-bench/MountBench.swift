@@ -70,6 +70,22 @@ enum FileBench {
         return (Double(total) / seconds(ContinuousClock.now - start), total)
     }
 
+    /// Bytes per second of reading `length` bytes from `offset` with 1 MiB reads.
+    static func rangeRead(_ path: String, offset: Int, length: Int) -> Double {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var done = 0
+        let start = ContinuousClock.now
+        while done < length {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, min($0.count, length - done), off_t(offset + done)) }
+            if n <= 0 { break }
+            done += n
+        }
+        return Double(done) / seconds(ContinuousClock.now - start)
+    }
+
     /// Latencies of `count` 4 KiB reads at random offsets (seeded), with the page cache
     /// dropped by reading through O_DIRECT-free fresh opens of distinct offsets.
     static func randomReads(_ path: String, size: Int, count: Int) throws -> [Double] {

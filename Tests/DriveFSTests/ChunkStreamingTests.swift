@@ -286,3 +286,50 @@ final class RecordingDrive: FakeDrive, @unchecked Sendable {
         try await super.read(fileID: fileID, offset: offset, length: length, into: sink)
     }
 }
+
+/// Readers reading ahead at once share the memory cache: each keeps its share of chunks
+/// in flight, so none evicts the others' chunks before they are read.
+@Suite struct ReadAheadShareTests {
+    @Test func theCacheIsSharedAmongTheReadersStreaming() {
+        let cache = ChunkCache(capacity: 48 << 20)
+        let readers = [NSObject(), NSObject(), NSObject()]
+        let (a, b, c) = (ObjectIdentifier(readers[0]), ObjectIdentifier(readers[1]), ObjectIdentifier(readers[2]))
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 10, "alone: all of it but the chunk read and the one before")
+        cache.streaming(a, true)
+        cache.streaming(a, true)
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 10)
+        cache.streaming(b, true)
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 4)
+        cache.streaming(c, true)
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 2)
+        cache.streaming(b, false)
+        cache.streaming(c, false)
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 10)
+        #expect(ChunkCache(capacity: 4 << 20).readAheadShare(chunkSize: 4 << 20) == 1, "at least one")
+        withExtendedLifetime(readers) {}
+    }
+
+    @Test func aReaderCountsWhileItReadsAheadAndNotOnceClosedOrRandom() async throws {
+        let content = (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: $0) }
+        let drive = FakeDrive(files: [("a.bin", "fa", content, 1), ("b.bin", "fb", content, 2)])
+        let fs = try DriveFileSystem(service: drive, configuration: DriveFSConfiguration(uid: 1, gid: 1, cacheSize: 16 << 20, chunkSize: 1 << 20))
+        let share = { fs.chunks.readAheadShare(chunkSize: 1 << 20) }
+        #expect(share() == 14)
+        func sequential(_ name: String) async throws -> (InodeNumber, UInt64) {
+            let inode = try await fs.lookup(parent: 1, name: name).attributes.inode
+            let handle = try await fs.open(inode: inode, flags: 0).handle
+            for step in 0..<4 { _ = try await fs.read(inode: inode, handle: handle, offset: Int64(step) * (64 << 10), size: 64 << 10) }
+            return (inode, handle)
+        }
+        let (a, ha) = try await sequential("a.bin")
+        #expect(share() == 14, "one reader reading ahead: all of it")
+        let (b, hb) = try await sequential("b.bin")
+        #expect(share() == 6, "two: a share each")
+        // A jumps around: it no longer reads ahead, and the other gets the room back.
+        _ = try await fs.read(inode: a, handle: ha, offset: 6 << 20, size: 4096)
+        #expect(share() == 14)
+        try await fs.release(inode: b, handle: hb)
+        try await fs.release(inode: a, handle: ha)
+        #expect(share() == 14)
+    }
+}

@@ -41,15 +41,7 @@ import Testing
             fs = try DriveFileSystem(service: shares, configuration: DriveFSConfiguration(uid: 1, gid: 1, readOnly: true))
         }
 
-        func lookup(_ path: String) async throws -> Entry {
-            var inode: InodeNumber = 1
-            var entry: Entry?
-            for name in path.split(separator: "/") {
-                entry = try await fs.lookup(parent: inode, name: String(name))
-                inode = entry?.attributes.inode ?? 0
-            }
-            return try #require(entry)
-        }
+        func lookup(_ path: String) async throws -> Entry { try await fs.entry(at: path) }
 
         /// Opens, reads `length` bytes at `offset` (in 1 MiB reads), returns them and the handle (still open).
         func read(_ path: String, offset: Int64 = 0, length: Int) async throws -> (bytes: [UInt8], inode: InodeNumber, handle: UInt64) {
@@ -226,5 +218,18 @@ func errnoOf(_ operation: () async throws -> Void) async -> Int32? {
         return nil
     } catch {
         return DriveFSError(error).errno
+    }
+}
+
+extension DriveFileSystem {
+    /// The entry at a path below the root, looked up name by name as the kernel does.
+    func entry(at path: String) async throws -> Entry {
+        var inode: InodeNumber = 1
+        var entry: Entry?
+        for name in path.split(separator: "/") {
+            entry = try await lookup(parent: inode, name: String(name))
+            inode = entry?.attributes.inode ?? 0
+        }
+        return try #require(entry)
     }
 }

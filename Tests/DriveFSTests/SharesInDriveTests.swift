@@ -46,15 +46,7 @@ import Testing
             try? FileManager.default.removeItem(atPath: state)
         }
 
-        func lookup(_ path: String) async throws -> Entry {
-            var inode: InodeNumber = 1
-            var entry: Entry?
-            for name in path.split(separator: "/") {
-                entry = try await fs.lookup(parent: inode, name: String(name))
-                inode = entry?.attributes.inode ?? 0
-            }
-            return try #require(entry)
-        }
+        func lookup(_ path: String) async throws -> Entry { try await fs.entry(at: path) }
 
         func names(_ path: String) async throws -> [String] {
             let inode = path.isEmpty ? 1 : try await lookup(path).attributes.inode

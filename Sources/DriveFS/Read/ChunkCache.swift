@@ -27,6 +27,8 @@ final class ChunkCache: Sendable {
         /// Lookups that found the chunk (cached or downloading) / that had to start it.
         var hits = 0
         var misses = 0
+        /// Sequential readers reading ahead now (they share what the cache holds).
+        var streaming: Set<ObjectIdentifier> = []
     }
 
     let capacity: Int
@@ -97,6 +99,21 @@ final class ChunkCache: Sendable {
             state.chunks[key] = nil
             state.bytes -= buffer.capacity
         }
+    }
+
+    /// `reader` reads ahead now (or no longer): readers reading ahead at once share the
+    /// cache, or each would evict the others' chunks before they are read.
+    func streaming(_ reader: ObjectIdentifier, _ active: Bool) {
+        state.withLock { state in
+            if active { state.streaming.insert(reader) } else { state.streaming.remove(reader) }
+        }
+    }
+
+    /// How many chunks of `chunkSize` one reader reading ahead may keep in flight: its
+    /// share of the cache, less the chunk it reads and the one before (at least one).
+    func readAheadShare(chunkSize: Int) -> Int {
+        let readers = state.withLock { max(1, $0.streaming.count) }
+        return max(1, (capacity / max(1, chunkSize) - 2 * readers) / readers)
     }
 
     var usedBytes: Int { state.withLock { $0.bytes } }

@@ -178,6 +178,7 @@ final class FileReader: Sendable {
     /// of them are in flight that one may land past the pattern's slack; cancelling the
     /// chunks around it would only fetch them again a moment later.
     private func classify(offset: Int64, end: Int64) -> Bool {
+        defer { cache.streaming(ObjectIdentifier(self), state.withLock { $0.pattern.window > 0 }) }
         let (sequential, stale) = state.withLock { state in
             let window = Int64(max(state.pattern.window, 2))
             let sequential = state.pattern.observe(offset: offset, end: end)
@@ -237,7 +238,15 @@ final class FileReader: Sendable {
 
     private func schedulePrefetch(after lastChunk: Int64) {
         let lastIndex = (item.size - 1) / chunkSize
-        let window = state.withLock { $0.pattern.window }
+        let window = min(state.withLock { $0.pattern.window }, cache.readAheadShare(chunkSize: configuration.chunkSize))
+        // Downloads beyond the share (it shrank: another reader began reading ahead) give
+        // their room back rather than push out chunks about to be read.
+        let beyond = state.withLock { state in
+            let beyond = state.prefetches.filter { $0.key > lastChunk + Int64(window) }
+            state.prefetches = state.prefetches.filter { beyond[$0.key] == nil }
+            return beyond
+        }
+        cancel(beyond)
         guard window > 0, lastChunk < lastIndex else { return }
         for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) where cache.cached(key(index)) == nil {
             let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), load: loader(index))
@@ -289,6 +298,7 @@ final class FileReader: Sendable {
 
     /// Stops the downloads this reader started ahead of it (on release).
     func close() {
+        cache.streaming(ObjectIdentifier(self), false)
         let stale = state.withLock { state in
             defer { state.prefetches.removeAll() }
             return state.prefetches
