@@ -84,16 +84,12 @@ struct Bench {
                       String(format: "ratio to curl %.2f", curlBest > 0 ? ownBest / curlBest : 0)))
 
         // 3. The FUSE ceiling: our binding answering reads from memory (no network).
-        // Its CPU is this process's during the read, less the reader's own share (measured
-        // on the mount below, the same reads of the same size).
         var ceilingRates: [Double] = []
         var ceilingCPU = 0.0
         for _ in 0..<runs {
             ceilingRates.append(try CeilingFS.sequentialRate(size: Int64(size)))
             // The same, copying each read's bytes once (a filesystem that only copies): for CPU.
-            let before = CPUTime.own()
-            _ = try CeilingFS.sequentialRate(size: Int64(size), copying: true)
-            ceilingCPU += (CPUTime.own() - before) / Double(runs)
+            ceilingCPU += try CeilingFS.copyingLoopCPU(size: Int64(size)) / Double(runs)
         }
         let ceilingBest = ceilingRates.max() ?? 0
         table.append(("FUSE ceiling: in-memory file, 1 GiB, 1 MiB reads (best of \(runs))", String(format: "%.2f GB/s", ceilingBest / 1e9),
@@ -139,7 +135,7 @@ struct Bench {
         // What the daemon costs per byte against a filesystem that only copies bytes to the
         // kernel (the ceiling's FUSE loop, copying): the network client, caches and read-ahead on top.
         // A network filesystem also receives every byte: curl's own cost for that is the floor on top.
-        let ceilingDaemon = max(0.001, ceilingCPU - mountCPU.reader)
+        let ceilingDaemon = max(0.001, ceilingCPU)
         let floor = ceilingDaemon + curlCPU.client
         table.append(("daemon CPU per GiB read, loopback", String(format: "%.2f s", mountCPU.daemon / gib),
                       String(format: "%.2f× a FUSE filesystem that only copies: %.2f s (the ceiling's loop, copying each read; goal ≤ 2); %.2f× that plus curl's receiving (%.2f s)",

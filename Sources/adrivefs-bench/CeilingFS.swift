@@ -93,6 +93,18 @@ final class CeilingFS: WritableFileSystem {
         return result.rate
     }
 
+    /// CPU seconds the filesystem's own loop spends answering one sequential read of the
+    /// file with copies of its bytes: the reader is a child `dd`, so this process's CPU
+    /// time is the filesystem's alone.
+    static func copyingLoopCPU(size: Int64) throws -> Double {
+        try withMount(CeilingFS(size: size, copying: true), options: ["ro"]) { mountpoint in
+            FUSESession.raiseKernelReadahead(mountpoint: mountpoint, kilobytes: 2048)
+            let before = CPUTime.own()
+            _ = try FileBench.timeCommand(["dd", "if=\(mountpoint)/blob", "of=/dev/null", "bs=1M", "status=none"])
+            return CPUTime.own() - before
+        }
+    }
+
     /// Seconds to write `source` (its whole size) over the file with 1 MiB writes, with the
     /// writes dropped or staged into a file under `stagingDirectory`.
     static func writeSeconds(source: String, stagingDirectory: String?) throws -> Double {
