@@ -78,7 +78,18 @@ struct APISession {
         ((try await stats())["requests"] as? [String: Any])?["/adrive/v3/file/list"] as? Int ?? 0
     }
 
+    /// A call; when the device session is gone (an account keeps at most 10 devices, and
+    /// every bench mount is one more), the session is made again and the call repeated.
     func post(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
+        do {
+            return try await postOnce(path, body)
+        } catch let error as BenchError where !accessToken.isEmpty && error.description.contains("DeviceSessionSignatureInvalid") {
+            _ = try await postOnce("/users/v1/users/device/create_session", ["pubKey": "04" + String(repeating: "cd", count: 64)])
+            return try await postOnce(path, body)
+        }
+    }
+
+    private func postOnce(_ path: String, _ body: [String: Any]) async throws -> [String: Any] {
         var headers: HTTPHeaders = ["Content-Type": "application/json"]
         if !accessToken.isEmpty {
             headers["Authorization"] = "Bearer " + accessToken
