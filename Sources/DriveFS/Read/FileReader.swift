@@ -238,11 +238,14 @@ final class FileReader: Sendable {
 
     private func schedulePrefetch(after lastChunk: Int64) {
         let lastIndex = (item.size - 1) / chunkSize
-        let window = min(state.withLock { $0.pattern.window }, cache.readAheadShare(chunkSize: configuration.chunkSize))
+        let share = cache.readAheadShare(chunkSize: configuration.chunkSize)
+        let window = min(state.withLock { $0.pattern.window }, share)
         // Downloads beyond the share (it shrank: another reader began reading ahead) give
-        // their room back rather than push out chunks about to be read.
+        // their room back rather than push out chunks about to be read. (Not beyond the
+        // pattern's window: that one regrows after a reordered read, and its downloads are
+        // still wanted.)
         let beyond = state.withLock { state in
-            let beyond = state.prefetches.filter { $0.key > lastChunk + Int64(window) }
+            let beyond = state.prefetches.filter { $0.key > lastChunk + Int64(share) }
             state.prefetches = state.prefetches.filter { beyond[$0.key] == nil }
             return beyond
         }
