@@ -6,13 +6,14 @@ import Synchronization
 /// long as the mount lives, so that no other mount takes them for a dead one's.
 final class MountDirectories: Sendable {
     let layout: StateLayout
-    private let locks = Mutex<(journal: MountLock?, staging: MountLock?)>((nil, nil))
+    private let locks = Mutex<(journal: MountLock?, staging: MountLock?, abandoned: Bool)>((nil, nil, false))
 
     init(layout: StateLayout) { self.layout = layout }
 
     /// The journal folder, locked; throws when it cannot be made or locked.
     func journal() throws -> String {
         try locks.withLock { locks in
+            if locks.abandoned { throw Self.abandonedError }
             if locks.journal == nil {
                 locks.journal = try Self.claim(layout.journalDirectory, lock: StateLayout.journalLock)
                 if let binding = layout.binding { Self.describe(layout.journalScope, binding) }
@@ -24,14 +25,19 @@ final class MountDirectories: Sendable {
     /// The staging folder, locked; throws when it cannot be made or locked.
     func staging() throws -> String {
         try locks.withLock { locks in
+            if locks.abandoned { throw Self.abandonedError }
             if locks.staging == nil { locks.staging = try Self.claim(layout.stagingDirectory, lock: StateLayout.stagingLock) }
         }
         return layout.stagingDirectory
     }
 
     /// Lets go of both locks and leaves the folders as they are, as a crash of the mount
-    /// would (tests of recovery).
-    func abandon() { locks.withLock { $0 = (nil, nil) } }
+    /// would (tests of recovery) — and, as after a crash, nothing of this mount writes
+    /// there again (its work still winding down would otherwise take the locks back, and
+    /// the next mount would take the folders for a live mount's).
+    func abandon() { locks.withLock { $0 = (nil, nil, true) } }
+
+    private static let abandonedError = DriveFSError(errno: EIO, "this mount's state folders were abandoned")
 
     /// At a clean unmount: removes both folders if nothing is left in them but their locks.
     func retire() {
@@ -44,7 +50,7 @@ final class MountDirectories: Sendable {
                     rmdir(folder)
                 }
             }
-            locks = (nil, nil)
+            locks = (nil, nil, locks.abandoned)
         }
     }
 
