@@ -144,36 +144,40 @@ public enum ShareSaveCommand {
                     }
                     folder = try await owner.ensureFolder(parentID: parent.fileID, name: destinationName)
                 }
-                for entry in try await share.list(folderID: base) {
-                    try await saveEntry(entry, into: folder, as: entry.name, shownAs: join(options.destination, entry.name))
-                }
+                try await saveAll(try await share.list(folderID: base), into: folder, under: options.destination)
                 return
             }
             let source = try await resolve(options.path, from: base)
             if let destination, destination.isFolder {
-                try await saveEntry(source, into: destination.fileID, as: source.name, shownAs: join(options.destination, source.name))
+                try await saveAll([source], into: destination.fileID, under: options.destination)
             } else {
                 guard let parent = try await find(path: destinationParent), parent.isFolder else {
                     throw UsageError("\(destinationParent) is not a folder in your drive")
                 }
                 if destination != nil, source.isFolder { throw UsageError("\(options.destination) is a file; \(source.name) is a folder") }
-                try await saveEntry(source, into: parent.fileID, as: destinationName, shownAs: options.destination)
+                let there = try await owner.list(folderID: parent.fileID)
+                try await saveEntry(source, into: parent.fileID, holding: there, as: destinationName, shownAs: options.destination)
             }
         }
 
-        /// One shared entry into `folderID` under `name`: a file replaces a file of that
-        /// name (trashed once the copy is complete); a folder merges into a folder of that
-        /// name, else is saved whole (the service's folder copy, polled to its end).
-        private func saveEntry(_ entry: DriveItem, into folderID: String, as name: String, shownAs path: String) async throws {
+        /// Shared entries into `folderID` under their own names (the folder listed once).
+        private func saveAll(_ entries: [DriveItem], into folderID: String, under path: String) async throws {
+            let there = try await owner.list(folderID: folderID)
+            for entry in entries { try await saveEntry(entry, into: folderID, holding: there, as: entry.name, shownAs: join(path, entry.name)) }
+        }
+
+        /// One shared entry into `folderID` (whose entries are `there`) under `name`: a file
+        /// replaces a file of that name (trashed once the copy is complete); a folder merges
+        /// into a folder of that name, else is saved whole (the service's folder copy,
+        /// polled to its end).
+        private func saveEntry(_ entry: DriveItem, into folderID: String, holding there: [DriveItem], as name: String, shownAs path: String) async throws {
             if entry.blocked {
                 progress.line("skipped \(path): blocked by the service")
                 return
             }
-            let existing = try await owner.list(folderID: folderID).filter { $0.name == name }
+            let existing = there.filter { $0.name == name }
             if entry.isFolder, let folder = existing.first(where: \.isFolder) {
-                for child in try await share.list(folderID: entry.fileID) {
-                    try await saveEntry(child, into: folder.fileID, as: child.name, shownAs: join(path, child.name))
-                }
+                try await saveAll(try await share.list(folderID: entry.fileID), into: folder.fileID, under: path)
                 return
             }
             if !entry.isFolder, existing.contains(where: \.isFolder) { throw UsageError("\(path) is a folder in your drive; \(entry.name) is a file") }
