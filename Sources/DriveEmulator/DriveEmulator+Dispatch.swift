@@ -2,6 +2,16 @@ import Foundation
 
 /// Request dispatch: test hooks, fault injection, statistics, then the API router.
 extension DriveEmulator {
+    /// A download ended `bytes` short of what was counted for it (the client went away
+    /// before a paced answer was all sent): the statistics count bytes sent.
+    func unsent(_ bytes: Int64, of response: EmulatorResponse) {
+        guard bytes > 0 else { return }
+        state.withLock { state in
+            state.stats.bytesDownloaded -= bytes
+            if let sha1 = response.contentSHA1 { state.stats.downloadedByContent[sha1, default: 0] -= bytes }
+        }
+    }
+
     /// Handles a fully read request that is not a part upload.
     func handle(_ request: APIRequest) -> EmulatorResponse {
         if request.path.hasPrefix("/__emulator/") { return hook(request) }
@@ -41,6 +51,7 @@ extension DriveEmulator {
                 state.stats.bytesDownloaded += sent
                 // By content (SHA-1): what was fetched of each file, for "bytes fetched / bytes read".
                 if let key = request.query["k"], let blob = state.persistent.blobs[key] {
+                    response.contentSHA1 = blob.key.sha1.uppercased()
                     state.stats.downloadedByContent[blob.key.sha1.uppercased(), default: 0] += sent
                 }
             }

@@ -213,10 +213,13 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                     let (handler, context) = bound.value
                     guard context.channel.isActive else {
                         try? file.close()
+                        handler.emulator.unsent(length, of: response)
                         return
                     }
                     context.write(handler.wrapOutboundOut(.head(head)), promise: nil)
-                    handler.sendPaced(file, range: offset..<(offset + length), keepAlive: keepAlive, context: context, started: LinkShaper.now(), sent: 0)
+                    handler.sendPaced(
+                        file, range: offset..<(offset + length), keepAlive: keepAlive, context: context, started: LinkShaper.now(), sent: 0,
+                        response: response)
                 }
                 return
             }
@@ -250,10 +253,15 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
 
     /// Sends `range` of `file` in slices, each when the connection's rate and the link's
     /// total cap allow it (timers on the event loop; no thread sleeps), then ends the response.
-    private func sendPaced(_ file: NIOFileHandle, range: Range<Int64>, keepAlive: Bool, context: ChannelHandlerContext, started: Double, sent: Int64) {
+    /// A client that goes away stops the sending; what was not sent is not counted.
+    private func sendPaced(
+        _ file: NIOFileHandle, range: Range<Int64>, keepAlive: Bool, context: ChannelHandlerContext, started: Double, sent: Int64,
+        response: EmulatorResponse
+    ) {
         let channel = context.channel
         guard channel.isActive else {
             try? file.close()
+            emulator.unsent(range.upperBound - range.lowerBound, of: response)
             return
         }
         guard !range.isEmpty else {
@@ -274,6 +282,7 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
             let (handler, context) = bound.value
             guard context.channel.isActive else {
                 try? file.close()
+                handler.emulator.unsent(range.upperBound - range.lowerBound, of: response)
                 return
             }
             let region = FileRegion(fileHandle: file, readerIndex: Int(range.lowerBound), endIndex: Int(range.lowerBound + slice))
@@ -281,11 +290,12 @@ final class EmulatorHTTPHandler: ChannelInboundHandler, RemovableChannelHandler 
                 let (handler, context) = bound.value
                 guard case .success = result else {
                     try? file.close()
+                    handler.emulator.unsent(range.upperBound - range.lowerBound, of: response)
                     return
                 }
                 handler.sendPaced(
                     file, range: (range.lowerBound + slice)..<range.upperBound, keepAlive: keepAlive, context: context, started: started,
-                    sent: sent + slice)
+                    sent: sent + slice, response: response)
             }
         }
     }

@@ -21,6 +21,8 @@ struct EmulatorResponse: Sendable {
     var headers: [(String, String)]
     var body: Body
     var misbehaviour: Misbehaviour?
+    /// The SHA-1 of the content a download serves (its bytes are counted under it).
+    var contentSHA1: String?
 
     init(status: Int, headers: [(String, String)] = [], body: Body = .bytes([]), misbehaviour: Misbehaviour? = nil) {
         self.status = status

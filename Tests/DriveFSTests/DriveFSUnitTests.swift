@@ -46,7 +46,11 @@ class FakeDrive: DriveService, @unchecked Sendable {
         guard let item = items.first(where: { $0.fileID == fileID }) else { throw DriveError(.service, "missing", status: 404, code: "NotFound.File") }
         return item
     }
+    /// Every range read, streamed or not, in order.
+    let requested = Mutex<[(offset: Int64, length: Int)]>([])
+
     func read(fileID: String, offset: Int64, length: Int) async throws -> [UInt8] {
+        requested.withLock { $0.append((offset, length)) }
         let bytes = contents[fileID] ?? []
         let start = min(Int(offset), bytes.count)
         let slice = Array(bytes[start..<min(bytes.count, start + length)])
@@ -178,6 +182,28 @@ class FakeDrive: DriveService, @unchecked Sendable {
             #expect(sequential, "read \(index)")
         }
         #expect(pattern.window == 6)
+    }
+
+    @Test func theWindowNeverOutgrowsTwiceWhatTheRunHasRead() {
+        // 1 MiB reads into 4 MiB chunks, from a jump: the window opens at two chunks and
+        // grows with the run, not by doubling per read.
+        var pattern = AccessPattern(maxWindow: 16, chunkSize: 4 * Self.mib)
+        let jump = 100 * Self.mib
+        var windows: [Int] = []
+        for index in Int64(0)..<16 {
+            _ = pattern.observe(offset: jump + index * Self.mib, end: jump + (index + 1) * Self.mib)
+            windows.append(pattern.window)
+        }
+        // Random for three reads, then 2 (4 MiB read → 2 earned), … 16 MiB read → 8.
+        #expect(windows == [0, 0, 0, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8])
+        // From the start of the file the first read counts at once, still at two chunks.
+        var head = AccessPattern(maxWindow: 16, chunkSize: 4 * Self.mib)
+        #expect(head.observe(offset: 0, end: Self.mib) && head.window == 2)
+        // The ceiling still holds.
+        var capped = AccessPattern(maxWindow: 3, chunkSize: Self.mib)
+        for index in Int64(0)..<20 { _ = capped.observe(offset: index * Self.mib, end: (index + 1) * Self.mib) }
+        #expect(capped.window == 3)
+        #expect(capped.hasLeft(50 * Self.mib) && capped.hasLeft(0) == false && capped.hasLeft(21 * Self.mib) == false)
     }
 
     @Test func scatteredReadsAreRandomAndCloseTheWindow() {

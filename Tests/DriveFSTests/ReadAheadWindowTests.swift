@@ -11,12 +11,12 @@ import Testing
     /// size, from `time` on; returns the sizes after each window's worth.
     static func run(_ window: inout ReadAheadWindow, windows: Int, time: inout Double, rate: (Int) -> Double) -> [Int] {
         var sizes: [Int] = []
-        if time == 0 { window.completed(bytes: Int64(4 * mib), at: time) }
+        if time == 0 { window.arrived(bytes: Int64(4 * mib), at: time) }
         for _ in 0..<windows {
             let size = window.size
             for _ in 0..<size {
                 time += Double(4 * mib) / rate(size)
-                window.completed(bytes: Int64(4 * mib), at: time)
+                window.arrived(bytes: Int64(4 * mib), at: time)
             }
             sizes.append(window.size)
         }
@@ -53,6 +53,31 @@ import Testing
             sizes += Self.run(&window, windows: 1, time: &time) { _ in rate }
         }
         #expect(sizes == [12, 12, 9, 9, 7, 7, 6, 6, 5, 5, 4, 4, 4])
+    }
+
+    /// Fed as bytes arrive, in pieces from several connections at once, the window moves
+    /// as it does when fed whole chunks — and bursts (chunks started together end
+    /// together) do not make it swing.
+    @Test func piecesFromSeveralConnectionsMeasureTheSameRate() {
+        // 10 MB/s per connection, 100 MB/s line; each connection delivers 256 KiB slices,
+        // the window's chunks side by side, so whole chunks end in bursts.
+        var window = ReadAheadWindow(initial: 6, maximum: 16, chunkSize: 4 * Self.mib)
+        var time = 0.0
+        window.arrived(bytes: Int64(256 << 10), at: time)
+        var sizes: [Int] = []
+        for _ in 0..<10 {
+            let streams = window.size
+            let rate = Double(min(streams * 10, 100)) * 1e6
+            // One window's worth, as `streams` connections each bringing 16 slices.
+            for _ in 0..<16 {
+                for _ in 0..<streams {
+                    time += Double(256 << 10) / rate
+                    window.arrived(bytes: Int64(256 << 10), at: time)
+                }
+            }
+            sizes.append(window.size)
+        }
+        #expect(sizes == [9, 9, 13, 13, 16, 16, 13, 13, 13, 13])
     }
 
     @Test func staysWithinItsBounds() {

@@ -51,6 +51,37 @@ import Testing
         }
     }
 
+    /// Statistics count bytes sent, not bytes asked for: a client that gives up on a paced
+    /// download (a reader's stale read-ahead) is counted for what reached it.
+    @Test func aDownloadCutShortIsCountedForWhatWasSent() async throws {
+        try await withTestDrive { drive in
+            let content = testBytes(4 << 20, seed: 6)
+            let fileID = try #require(try await drive.upload("cut.bin", content)["file_id"] as? String)
+            let url = try await drive.downloadURL(fileID)
+            try await drive.hook("faults", ["download_rate": 2_000_000])
+            _ = try await drive.hook("stats/reset")
+            // curl gives up after 0.6 s: about 1.2 MB of the 4 MiB were sent by then.
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["curl", "-s", "-o", "/dev/null", "--max-time", "0.6", url]
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 28, "curl timed out")
+            // The emulator notices the closed connection at its next slice.
+            try await Task.sleep(for: .milliseconds(400))
+            let stats = try await drive.stats()
+            let sent = try #require(stats["bytes_downloaded"] as? Int)
+            #expect(sent > 0 && sent < 3 << 20, "counted \(sent) bytes of a download cut short")
+            let byContent = try #require(stats["bytes_downloaded_by_content"] as? [String: Any])
+            #expect(byContent.values.compactMap { $0 as? Int } == [sent])
+            // A download that runs to its end is counted whole.
+            _ = try await drive.hook("stats/reset")
+            try await drive.hook("faults", ["download_rate": 0])
+            #expect(try Self.curl(url).bytes == content.count)
+            #expect(try await drive.stats()["bytes_downloaded"] as? Int == content.count)
+        }
+    }
+
     @Test func partUploadsArePacedToTheUploadRate() async throws {
         try await withTestDrive { drive in
             let content = testBytes(3 << 20, seed: 5)

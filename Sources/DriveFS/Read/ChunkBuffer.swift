@@ -54,6 +54,8 @@ final class ChunkBuffer: @unchecked Sendable {
     /// The download ended without an error (`filled` is all there will be).
     var isComplete: Bool { state.withLock { $0.finished && $0.failure == nil } }
     var failed: Bool { state.withLock { $0.failure != nil } }
+    /// Some reader waits for bytes not there yet.
+    var awaited: Bool { state.withLock { !$0.waiters.isEmpty } }
 
     // MARK: Producer
 

@@ -93,6 +93,18 @@ final class ChunkCache: Sendable {
         download?.cancel()
     }
 
+    /// Drops a chunk's buffer now and cancels its download: a reader that jumped far ahead
+    /// of the bytes it has makes room for the chunk's tail from where it reads.
+    func discard(_ key: Key, of buffer: ChunkBuffer) {
+        let download = state.withLock { state -> Task<Void, Never>? in
+            guard let entry = state.chunks[key], entry.buffer === buffer else { return nil }
+            state.chunks[key] = nil
+            state.bytes -= buffer.capacity
+            return entry.download
+        }
+        download?.cancel()
+    }
+
     private func remove(_ key: Key, ifSame buffer: ChunkBuffer) {
         state.withLock { state in
             guard let entry = state.chunks[key], entry.buffer === buffer else { return }

@@ -4,17 +4,26 @@ import Synchronization
 
 /// Reads of one open file. Sequential readers get an asynchronous read-ahead window of
 /// parallel chunk downloads that grows while the pattern holds, up to a size that follows
-/// the link (`ReadAheadWindow`); a seek cancels stale prefetch; random readers fetch just the range they asked for, never megabytes per
-/// small read. With a disk cache, chunks come from disk when present there and every
-/// downloaded chunk is stored there.
+/// the link (`ReadAheadWindow`); a seek cancels stale downloads; small random reads fetch
+/// just the range they asked for, never megabytes per read. A large read after a jump
+/// (a player seeking) streams its chunk's tail in pieces on several connections
+/// (`TailDownload`), so the reads that follow it cost no round trip each. With a disk
+/// cache, chunks come from disk when present there and every downloaded chunk is stored there.
+///
+/// LOCK ORDERING: the reader's state → a chunk buffer (whose progress is read under it);
+/// the chunk cache's lock is never taken under the state's, and nothing is awaited there.
 final class FileReader: Sendable {
     private struct State {
         var pattern: AccessPattern
         /// How many chunks the link wants in flight (the pattern's ceiling).
         var readAhead: ReadAheadWindow
-        /// Chunks whose download this reader started ahead of it (cancelled when the
-        /// pattern breaks or the file is closed).
-        var prefetches: [Int64: ChunkBuffer] = [:]
+        /// Chunks whose download this reader started and that are still arriving — read
+        /// ahead, or the chunk it reads —, cancelled when the reader goes elsewhere or the
+        /// file is closed.
+        var downloads: [Int64: ChunkBuffer] = [:]
+        /// Tails of chunks this reader jumped into, fetched in pieces, by chunk (widened
+        /// when the reader reads on there).
+        var tails: [Int64: TailDownload] = [:]
         /// Reads already classified by `readFromMemory` that went on to `read`, by offset.
         var classified: [Int64: Bool] = [:]
     }
@@ -37,7 +46,7 @@ final class FileReader: Sendable {
         let chunk = configuration.chunkSize
         let window = ReadAheadWindow(
             initial: configuration.readAhead / chunk, maximum: min(configuration.maxStreams, configuration.cacheSize / chunk - 2), chunkSize: chunk)
-        state = Mutex(State(pattern: AccessPattern(maxWindow: window.size), readAhead: window))
+        state = Mutex(State(pattern: AccessPattern(maxWindow: window.size, chunkSize: Int64(chunk)), readAhead: window))
     }
 
     /// Monotonic seconds, for the read-ahead's rate measures.
@@ -47,12 +56,12 @@ final class FileReader: Sendable {
         return Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
-    /// A chunk of this reader's arrived whole: the read-ahead window follows the rate.
+    /// Bytes of this reader's downloads arrived: the read-ahead window follows the rate.
+    /// (Counted as they arrive, not per chunk: chunks started together end together, and
+    /// rates measured between such bursts swung by a third from one sample to the next.)
     private func arrived(bytes: Int) {
         let now = Self.elapsed()
-        state.withLock { state in
-            state.pattern.maxWindow = state.readAhead.completed(bytes: Int64(bytes), at: now)
-        }
+        state.withLock { $0.pattern.maxWindow = $0.readAhead.arrived(bytes: Int64(bytes), at: now) }
     }
 
     private var chunkSize: Int64 { Int64(configuration.chunkSize) }
@@ -85,8 +94,8 @@ final class FileReader: Sendable {
             // Random access: serve from chunks already in memory or on disk, else fetch just this range.
             if let cached = cachedRange(offset: offset, end: end, first: first, last: last) { return cached[...] }
             if let stored = diskRange(offset: offset, end: end, first: first, last: last) { return stored[...] }
-            return try await service.read(fileID: item.fileID, offset: offset, length: Int(end - offset))
-                .prefixArray(Int(end - offset))[...]
+            if first == last, let streamed = try await streamed(first, localRange(first, offset, end), size: size) { return streamed }
+            return try await direct(offset: offset, end: end)[...]
         }
         if noted == nil { schedulePrefetch(after: last) }
         // A run that began inside the first chunk (a jump) fetches that chunk from this
@@ -100,11 +109,17 @@ final class FileReader: Sendable {
             }
             return buffer.view(range.lowerBound..<max(range.lowerBound, available))
         }
+        // The chunks after the first are on their way while the first one comes in — in
+        // pieces too right after a jump, when the reader waits for their first bytes.
+        if !hasLeft(offset) { for index in (first + 1)...last { startChunk(index, pieces: tail > 0) } }
         var result: [UInt8] = []
         result.reserveCapacity(Int(end - offset))
         for index in first...last {
             let range = localRange(index, offset, end)
-            guard let (buffer, available) = try await bytes(of: index, range: range, tail: index == first ? tail : 0) else {
+            // A read of a run the reader has left since (the kernel's read-ahead before a
+            // seek, still being answered) takes just its bytes of a chunk not in memory.
+            let stale = index > first && cache.cached(key(index)) == nil && hasLeft(offset)
+            guard !stale, let (buffer, available) = try await bytes(of: index, range: range, tail: index == first ? tail : 0) else {
                 let chunkStart = index * chunkSize
                 result += try await direct(offset: chunkStart + Int64(range.lowerBound), end: chunkStart + Int64(range.upperBound))
                 continue
@@ -114,6 +129,40 @@ final class FileReader: Sendable {
             if available < range.upperBound { break }
         }
         return result[...]
+    }
+
+    /// A read outside a sequential run answered by a download of its chunk: one under way
+    /// that is about to reach it (fetching the range again would fetch its bytes twice), or
+    /// — for a large read, which is the kernel's own read-ahead or a program reading big
+    /// blocks, as a player does after a seek — one it starts from here to the chunk's end,
+    /// so that the reads after it are answered from that stream rather than each costing
+    /// a round trip until the run is long enough to be called sequential. A reader that
+    /// goes elsewhere instead cancels that stream as stale.
+    private func streamed(_ index: Int64, _ range: Range<Int>, size: Int) async throws -> (any ReadBytes)? {
+        if let buffer = cache.cached(key(index)), buffer.covers(range), range.lowerBound - buffer.filled <= Self.nearBytes {
+            widenTail(index)
+            do {
+                let available = try await buffer.wait(until: range.upperBound)
+                return buffer.view(range.lowerBound..<max(range.lowerBound, available))
+            } catch where !Task.isCancelled && Self.isCancellation(error) {
+                return nil  // its reader gave it up: this read goes its own way
+            }
+        }
+        guard size >= Self.streamingReadSize else { return nil }
+        let tail = range.lowerBound - range.lowerBound % 4096
+        guard let (buffer, available) = try await bytes(of: index, range: range, tail: tail, speculative: true) else { return nil }
+        return buffer.view(range.lowerBound..<max(range.lowerBound, available))
+    }
+
+    /// How far ahead of a download's bytes a read may start and still wait for them:
+    /// about what arrives on one connection in the time a new request takes.
+    static let nearBytes = 1 << 20
+    /// The smallest read that starts a stream of its chunk though it is not sequential.
+    static let streamingReadSize = 128 << 10
+
+    /// Whether the reader's current run is elsewhere than `offset`.
+    private func hasLeft(_ offset: Int64) -> Bool {
+        state.withLock { $0.pattern.hasLeft(offset) }
     }
 
     /// The range read straight from the drive (a chunk in memory holds only a later part).
@@ -133,9 +182,10 @@ final class FileReader: Sendable {
     }
 
     /// Starts downloading chunk `index` unless it is cached or on its way.
-    func startChunk(_ index: Int64) {
+    func startChunk(_ index: Int64, pieces: Bool = false) {
         guard cache.cached(key(index)) == nil else { return }
-        _ = cache.buffer(key(index), length: chunkLength(index), load: loader(index))
+        let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), load: loader(index, pieces: pieces, widened: true))
+        if started { state.withLock { $0.downloads[index] = buffer } }
     }
 
     /// Chunk `index` once all its bytes are there, and how many there are. (A chunk in
@@ -153,10 +203,20 @@ final class FileReader: Sendable {
     /// starting its download — from `tail` on — if nobody has; nil when the chunk in memory
     /// begins after `range` does. A download cancelled under us (another reader's stale
     /// prefetch) is started again while this caller still wants it.
-    private func bytes(of index: Int64, range: Range<Int>, tail: Int) async throws -> (ChunkBuffer, Int)? {
+    private func bytes(of index: Int64, range: Range<Int>, tail: Int, speculative: Bool = false) async throws -> (ChunkBuffer, Int)? {
         let start = tail <= range.lowerBound ? tail : 0
+        // A download of the chunk from further back, far from the bytes wanted and waited
+        // for by nobody (read-ahead of a run this reader has left), gives way to the tail.
+        if start > 0, let behind = cache.cached(key(index)), behind.covers(range), !behind.awaited,
+            range.lowerBound - behind.filled > Self.nearBytes
+        {
+            cache.discard(key(index), of: behind)
+        }
         while true {
-            let (buffer, _) = cache.buffer(key(index), length: chunkLength(index), start: start, load: loader(index, from: start))
+            let load = loader(index, from: start, pieces: start > 0 || speculative, widened: !speculative)
+            let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), start: start, load: load)
+            if !started, !speculative { widenTail(index) }
+            if started { state.withLock { $0.downloads[index] = buffer } }
             guard buffer.covers(range) else { return nil }
             do {
                 return (buffer, try await buffer.wait(until: range.upperBound))
@@ -184,17 +244,21 @@ final class FileReader: Sendable {
             let sequential = state.pattern.observe(offset: offset, end: end)
             guard !sequential else { return (true, [Int64: ChunkBuffer]()) }
             let here = offset / chunkSize
-            let stale = state.prefetches.filter { $0.key < here - 1 || $0.key > here + window }
-            state.prefetches = state.prefetches.filter { stale[$0.key] == nil }
+            let stale = state.downloads.filter { $0.key < here - 1 || $0.key > here + window }
+            state.downloads = state.downloads.filter { stale[$0.key] == nil }
             return (false, stale)
         }
         cancel(stale)
         return sequential
     }
 
-    private func cancel(_ prefetches: [Int64: ChunkBuffer]) {
-        // A chunk whose bytes are all there is kept (its disk-cache store may still be running).
-        for (index, buffer) in prefetches where buffer.filled < buffer.capacity { cache.cancelDownload(key(index), of: buffer) }
+    private func cancel(_ downloads: [Int64: ChunkBuffer]) {
+        // A chunk whose bytes are all there is kept (its disk-cache store may still be
+        // running), and so is one a read waits for: it is not stale (the kernel's own
+        // read-ahead of the run before a seek), and cancelling it would only start it again.
+        for (index, buffer) in downloads where buffer.filled < buffer.capacity && !buffer.awaited {
+            cache.cancelDownload(key(index), of: buffer)
+        }
     }
 
     /// The part of chunk `index` that falls inside the file range `offset..<end`, in
@@ -245,8 +309,9 @@ final class FileReader: Sendable {
         // pattern's window: that one regrows after a reordered read, and its downloads are
         // still wanted.)
         let beyond = state.withLock { state in
-            let beyond = state.prefetches.filter { $0.key > lastChunk + Int64(share) }
-            state.prefetches = state.prefetches.filter { beyond[$0.key] == nil }
+            let beyond = state.downloads.filter { $0.key > lastChunk + Int64(share) }
+            // Those over (or failed) are no longer this reader's to cancel.
+            state.downloads = state.downloads.filter { beyond[$0.key] == nil && $0.value.filled < $0.value.capacity && !$0.value.failed }
             return beyond
         }
         cancel(beyond)
@@ -254,10 +319,7 @@ final class FileReader: Sendable {
         for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) where cache.cached(key(index)) == nil {
             let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), load: loader(index))
             guard started else { continue }
-            state.withLock { state in
-                state.prefetches = state.prefetches.filter { $0.key > lastChunk }
-                state.prefetches[index] = buffer
-            }
+            state.withLock { $0.downloads[index] = buffer }
         }
     }
 
@@ -275,7 +337,8 @@ final class FileReader: Sendable {
 
     /// Fills chunk `index` from its byte `start` on: from the disk cache if there, else
     /// streamed from the server as it arrives (and then, when whole, stored on disk).
-    private func loader(_ index: Int64, from start: Int = 0) -> @Sendable (ChunkBuffer) async throws -> Void {
+    /// In `pieces` (`TailDownload`, all at once when `widened`), or in one stream.
+    private func loader(_ index: Int64, from start: Int = 0, pieces: Bool = false, widened: Bool = false) -> @Sendable (ChunkBuffer) async throws -> Void {
         let service = self.service
         let fileID = item.fileID
         let offset = index * chunkSize + Int64(start)
@@ -287,8 +350,14 @@ final class FileReader: Sendable {
                 stored[start...].withUnsafeBytes { buffer.append($0) }
                 return
             }
-            try await service.read(fileID: fileID, offset: offset, length: length - start) { buffer.append($0) }
-            self.arrived(bytes: length - start)
+            if pieces {
+                try await self.fetchTail(index, from: start, into: buffer, widened: widened)
+                return
+            }
+            try await service.read(fileID: fileID, offset: offset, length: length - start) {
+                buffer.append($0)
+                self.arrived(bytes: $0.count)
+            }
             // Stored under the listing's hash only if the URL served that content (a file
             // changed on the server since it was listed must not poison the cache).
             if let disk, start == 0, buffer.filled == length,
@@ -299,12 +368,30 @@ final class FileReader: Sendable {
         }
     }
 
+    private func fetchTail(_ index: Int64, from start: Int, into buffer: ChunkBuffer, widened: Bool) async throws {
+        let tail = TailDownload(from: start, to: chunkLength(index))
+        if widened { tail.widen() }
+        state.withLock { $0.tails[index] = tail }
+        defer { state.withLock { if $0.tails[index] === tail { $0.tails[index] = nil } } }
+        let service = self.service
+        let fileID = item.fileID
+        let chunkStart = index * chunkSize
+        try await tail.run(into: buffer, fetch: { range, sink in
+            try await service.read(fileID: fileID, offset: chunkStart + Int64(range.lowerBound), length: range.count, into: sink)
+        }, arrived: { self.arrived(bytes: $0) })
+    }
+
+    /// The reader reads on in chunk `index`: the rest of a tail it started there comes now.
+    private func widenTail(_ index: Int64) {
+        state.withLock { $0.tails[index] }?.widen()
+    }
+
     /// Stops the downloads this reader started ahead of it (on release).
     func close() {
         cache.streaming(ObjectIdentifier(self), false)
         let stale = state.withLock { state in
-            defer { state.prefetches.removeAll() }
-            return state.prefetches
+            defer { state.downloads.removeAll() }
+            return state.downloads
         }
         cancel(stale)
     }
@@ -313,50 +400,3 @@ final class FileReader: Sendable {
 extension Array where Element == UInt8 {
     func prefixArray(_ count: Int) -> [UInt8] { self.count <= count ? self : Array(self[0..<count]) }
 }
-
-/// Tells sequential readers from random ones, read by read, and sizes the read-ahead
-/// window (in chunks) for sequential ones.
-///
-/// The kernel sends a sequential reader's reads from several threads at once (its own
-/// read-ahead), so they arrive slightly out of order: a read continues the pattern when
-/// it starts at most 2 MiB beyond the furthest end seen so far (it overtook one or two
-/// reads) or within 128 KiB of where one of the last few reads ended (it was overtaken).
-/// A read that continues nothing starts a new run; the fourth read of a run (or any
-/// read at offset 0) makes the reader sequential, and the window then doubles per read
-/// up to `maxWindow` (set by `ReadAheadWindow`). Anything else is random access and closes the window, so
-/// scattered small reads practically never trigger read-ahead by chance.
-struct AccessPattern: Sendable {
-    /// The window's ceiling (the read-ahead's current size).
-    var maxWindow: Int
-    static let aheadSlack: Int64 = 2 << 20
-    static let nearSlack: Int64 = 128 << 10
-    /// How many recent read ends a read may continue (about what the kernel has in flight).
-    static let memory = 8
-    static let runLength = 4
-    private(set) var frontier: Int64 = 0
-    private(set) var recentEnds: [Int64] = []
-    private(set) var run = 0
-    private(set) var window = 0
-    /// Where the current run began (its lowest offset).
-    private(set) var runStart: Int64 = 0
-
-    init(maxWindow: Int) { self.maxWindow = maxWindow }
-
-    mutating func observe(offset: Int64, end: Int64) -> Bool {
-        let continues = (offset >= frontier - Self.nearSlack && offset <= frontier + Self.aheadSlack)
-            || recentEnds.contains { abs(offset - $0) <= Self.nearSlack }
-        run = offset == 0 ? max(run + 1, Self.runLength) : continues ? run + 1 : 1
-        runStart = run == 1 ? offset : min(runStart, offset)
-        if recentEnds.count == Self.memory { recentEnds.removeFirst() }
-        recentEnds.append(end)
-        if run >= Self.runLength {
-            window = min(maxWindow, max(2, window * 2))
-            frontier = max(frontier, end)
-            return true
-        }
-        window = 0
-        frontier = run == 1 ? end : max(frontier, end)
-        return false
-    }
-}
-

@@ -30,11 +30,11 @@ struct ReadAheadWindow: Sendable, Equatable {
         self.chunkSize = Int64(max(1, chunkSize))
     }
 
-    /// A chunk of `bytes` finished arriving at `time` (seconds); returns the window size.
+    /// `bytes` more arrived at `time` (seconds); returns the window size.
     @discardableResult
-    mutating func completed(bytes: Int64, at time: Double) -> Int {
+    mutating func arrived(bytes: Int64, at time: Double) -> Int {
         guard let start = sampleStart else {
-            // The first completion starts the clock: its chunk was requested before it.
+            // The first arrival starts the clock: it waited for a request before it.
             sampleStart = time
             return size
         }
