@@ -138,6 +138,39 @@ import Testing
         try await expectBytes(fs, inode, handle, at: 8 * Self.mib, size: 4096)
     }
 
+    @Test func readsTheKernelReorderedDoNotCancelTheReadAhead() async throws {
+        // 4 MiB chunks of 64 MiB; from 16 MiB on the drive holds its answers, so the
+        // read-ahead beyond the reader stays in flight.
+        let content = Self.content + Self.content + Self.content + Self.content
+        let drive = GatedDrive(bytes: content, head: 0, gatedFrom: Int64(16 * Self.mib))
+        defer { drive.open() }
+        let fs = try makeFS(drive, chunk: 4 * Self.mib)
+        let (inode, handle) = try await open(fs)
+        for step in 0..<16 { _ = try await fs.read(inode: inode, handle: handle, offset: Int64(step * Self.mib), size: Self.mib) }
+        func read(at offset: Int) -> Task<[UInt8], any Error> {
+            Task { try await fs.read(inode: inode, handle: handle, offset: Int64(offset), size: Self.mib).array }
+        }
+        // The kernel's next read waits for chunk 4; one that overtook it by more than the
+        // pattern's slack starts a run of its own, and the next read continues that run
+        // (neither is sequential yet).
+        let waiting = read(at: 16 * Self.mib)
+        try await Task.sleep(for: .milliseconds(50))
+        let overtaking = read(at: 19 * Self.mib + 512 * Self.kib)
+        try await Task.sleep(for: .milliseconds(50))
+        let next = read(at: 20 * Self.mib + 512 * Self.kib)
+        try await Task.sleep(for: .milliseconds(150))
+        let held = drive.held.load(ordering: .relaxed)
+        #expect(held >= 6, "read-ahead in flight: \(held)")
+        #expect(drive.cancelled.load(ordering: .relaxed) == 0, "the read-ahead was cancelled by reads of the same stream")
+        drive.open()
+        for (task, offset) in [(waiting, 16 * Self.mib), (overtaking, 19 * Self.mib + 512 * Self.kib), (next, 20 * Self.mib + 512 * Self.kib)] {
+            #expect(try await answerOrNil(task, seconds: 30) == Array(content[offset..<offset + Self.mib]))
+        }
+        // No chunk was asked for twice.
+        let starts = drive.requested.withLock { $0 }.map(\.offset).filter { $0 % Int64(4 * Self.mib) == 0 }
+        #expect(Set(starts).count == starts.count, "\(starts)")
+    }
+
     @Test func aReadOfARunTheReaderLeftTakesOnlyItsBytesOfTheNextChunk() async throws {
         // Chunks 0 and 1 arrive whole; chunk 2 and later are held until the gate opens.
         let drive = GatedDrive(bytes: Self.content, head: 0, gatedFrom: Int64(2 * Self.mib))

@@ -111,7 +111,9 @@ struct IsolationMountTests {
             }
             let name = try #require(kept)
             #expect(try [UInt8](Data(contentsOf: URL(fileURLWithPath: lostAndFound + "/" + name))) == Self.secret)
-            #expect(m.daemonLog.contains("kept in \(lostAndFound)/\(name)"))
+            // (The line is written after the move: the file may be there before it.)
+            let said = try await eventually(10) { m.daemonLog.contains("kept in \(lostAndFound)/\(name)") ? true : nil }
+            #expect(said == true, "\(m.daemonLog)")
             try await Task.sleep(for: .seconds(1))
             #expect(try await Self.file(m, "/legacy.txt") == nil)
             #expect(try await m.drive.stats()["bytes_uploaded"] as? Int == 0)

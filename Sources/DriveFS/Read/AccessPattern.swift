@@ -26,6 +26,10 @@ struct AccessPattern: Sendable {
     private(set) var window = 0
     /// Where the current run began (its lowest offset).
     private(set) var runStart: Int64 = 0
+    /// The current run began far from where the one before it was (a seek), not a few
+    /// mebibytes ahead of it (reads the kernel sent out of order).
+    private(set) var jumped = false
+    static let jumpDistance: Int64 = 8 << 20
 
     let chunkSize: Int64
 
@@ -44,6 +48,7 @@ struct AccessPattern: Sendable {
         let continues = (offset >= frontier - Self.nearSlack && offset <= frontier + Self.aheadSlack)
             || recentEnds.contains { abs(offset - $0) <= Self.nearSlack }
         run = offset == 0 ? max(run + 1, Self.runLength) : continues ? run + 1 : 1
+        if run == 1 { jumped = abs(offset - frontier) > Self.jumpDistance }
         runStart = run == 1 ? offset : min(runStart, offset)
         if recentEnds.count == Self.memory { recentEnds.removeFirst() }
         recentEnds.append(end)

@@ -139,7 +139,12 @@ final class FileReader: Sendable {
     /// a round trip until the run is long enough to be called sequential. A reader that
     /// goes elsewhere instead cancels that stream as stale.
     private func streamed(_ index: Int64, _ range: Range<Int>, size: Int) async throws -> (any ReadBytes)? {
-        if let buffer = cache.cached(key(index)), buffer.covers(range), range.lowerBound - buffer.filled <= Self.nearBytes {
+        if let buffer = cache.cached(key(index)), buffer.covers(range) {
+            // Far ahead of it, after reads the kernel reordered: just this range.
+            guard range.lowerBound - buffer.filled <= Self.nearBytes else {
+                if !state.withLock({ $0.pattern.jumped }) { return nil }
+                return try await speculate(index, range, size: size)
+            }
             widenTail(index)
             do {
                 let available = try await buffer.wait(until: range.upperBound)
@@ -148,6 +153,11 @@ final class FileReader: Sendable {
                 return nil  // its reader gave it up: this read goes its own way
             }
         }
+        return try await speculate(index, range, size: size)
+    }
+
+    /// A large read starts its chunk's tail (see `streamed`).
+    private func speculate(_ index: Int64, _ range: Range<Int>, size: Int) async throws -> (any ReadBytes)? {
         guard size >= Self.streamingReadSize else { return nil }
         let tail = range.lowerBound - range.lowerBound % 4096
         guard let (buffer, available) = try await bytes(of: index, range: range, tail: tail, speculative: true) else { return nil }
@@ -206,8 +216,9 @@ final class FileReader: Sendable {
     private func bytes(of index: Int64, range: Range<Int>, tail: Int, speculative: Bool = false) async throws -> (ChunkBuffer, Int)? {
         let start = tail <= range.lowerBound ? tail : 0
         // A download of the chunk from further back, far from the bytes wanted and waited
-        // for by nobody (read-ahead of a run this reader has left), gives way to the tail.
-        if start > 0, let behind = cache.cached(key(index)), behind.covers(range), !behind.awaited,
+        // for by nobody (read-ahead of a run this reader has left by a seek), gives way to
+        // the tail. (Not after reads the kernel reordered: that run still wants it.)
+        if start > 0, state.withLock({ $0.pattern.jumped }), let behind = cache.cached(key(index)), behind.covers(range), !behind.awaited,
             range.lowerBound - behind.filled > Self.nearBytes
         {
             cache.discard(key(index), of: behind)
@@ -242,7 +253,11 @@ final class FileReader: Sendable {
         let (sequential, stale) = state.withLock { state in
             let window = Int64(max(state.pattern.window, 2))
             let sequential = state.pattern.observe(offset: offset, end: end)
-            guard !sequential else { return (true, [Int64: ChunkBuffer]()) }
+            // Only a read that starts a new run makes downloads stale (judged with the
+            // window of the run it leaves): the next reads of that run are not yet
+            // sequential either, but continue it — they cancelled the window of a
+            // stream whose reads the kernel had reordered, to fetch it again.
+            guard !sequential, state.pattern.run == 1 else { return (sequential, [Int64: ChunkBuffer]()) }
             let here = offset / chunkSize
             let stale = state.downloads.filter { $0.key < here - 1 || $0.key > here + window }
             state.downloads = state.downloads.filter { stale[$0.key] == nil }
@@ -352,11 +367,11 @@ final class FileReader: Sendable {
             }
             if pieces {
                 try await self.fetchTail(index, from: start, into: buffer, widened: widened)
-                return
-            }
-            try await service.read(fileID: fileID, offset: offset, length: length - start) {
-                buffer.append($0)
-                self.arrived(bytes: $0.count)
+            } else {
+                try await service.read(fileID: fileID, offset: offset, length: length - start) {
+                    buffer.append($0)
+                    self.arrived(bytes: $0.count)
+                }
             }
             // Stored under the listing's hash only if the URL served that content (a file
             // changed on the server since it was listed must not poison the cache).
