@@ -14,6 +14,12 @@ enum StatusReport {
                 return ["path": upload.path, "size": upload.size, "sent": upload.sent, "rate": Int(upload.rate), "eta_seconds": Int(eta.rounded())]
             },
             "uploads_pending": status.waiting.map { ["path": $0.path, "since_seconds": Int(now - $0.since), "error": $0.error] as [String: Any] },
+            "uploads_queued": status.queued.map { ["path": $0.path, "due_in_seconds": Int($0.dueIn.rounded(.up))] as [String: Any] },
+            "shares": status.shares.map { share -> [String: Any] in
+                var entry: [String: Any] = ["share_id": share.shareID, "available": !share.gone]
+                if let folder = share.folder { entry["folder"] = folder }
+                return entry
+            },
             "reads_in_flight": status.readsInFlight,
             "memory_cache": [
                 "used": status.memoryCache.used, "capacity": status.memoryCache.capacity, "hits": status.memoryCache.hits,
@@ -42,7 +48,8 @@ enum StatusReport {
         ]
         let running = object["uploads_in_progress"] as? [[String: Any]] ?? []
         let pending = object["uploads_pending"] as? [[String: Any]] ?? []
-        if running.isEmpty && pending.isEmpty { lines.append("  no uploads pending") }
+        let queued = object["uploads_queued"] as? [[String: Any]] ?? []
+        if running.isEmpty && pending.isEmpty && queued.isEmpty { lines.append("  no uploads pending") }
         for upload in running {
             let size = upload["size"] as? Int ?? 0
             let sent = upload["sent"] as? Int ?? 0
@@ -55,6 +62,15 @@ enum StatusReport {
         }
         for upload in pending {
             lines.append("  waiting to retry \(upload["path"] as? String ?? "?") (since \(duration(upload["since_seconds"] as? Int ?? 0))): \(upload["error"] as? String ?? "")")
+        }
+        for upload in queued {
+            let due = upload["due_in_seconds"] as? Int ?? 0
+            lines.append("  written back \(upload["path"] as? String ?? "?"): " + (due > 0 ? "uploads in \(duration(due))" : "uploads now"))
+        }
+        for share in object["shares"] as? [[String: Any]] ?? [] {
+            let id = "share:" + (share["share_id"] as? String ?? "?")
+            let place = (share["folder"] as? String).map { "\($0) (\(id))" } ?? id
+            lines.append("  share \(place)" + ((share["available"] as? Bool ?? true) ? "" : ": no longer available"))
         }
         let memory = object["memory_cache"] as? [String: Int] ?? [:]
         let lookups = (memory["hits"] ?? 0) + (memory["misses"] ?? 0)

@@ -99,6 +99,28 @@ struct StatusTests {
         }
     }
 
+    @Test func aWrittenBackFileShowsAsQueuedAndSharesShowWithTheirFolders() async throws {
+        try await withMount(allow: ShareSaveMountTests.allow) { m in
+            await m.unmount()
+            let share = try ShareSaveMountTests.openShare(m)
+            try await m.mount(options: ["write_back=60", "share=\(share.id)"])
+            try m.shell("sh", "-c", "echo later > '\(m.path("later.txt"))'")
+            let answer = try #require(try Self.status(m).first)
+            let queued = try #require((answer["uploads_queued"] as? [[String: Any]])?.first)
+            #expect(queued["path"] as? String == "later.txt")
+            #expect((50...60).contains(queued["due_in_seconds"] as? Int ?? -1), "\(queued)")
+            #expect((answer["uploads_pending"] as? [Any])?.isEmpty == true, "not a failed upload")
+            let shares = try #require(answer["shares"] as? [[String: Any]])
+            #expect(shares.count == 1)
+            #expect(shares.first?["share_id"] as? String == share.id && shares.first?["available"] as? Bool == true)
+            #expect(shares.first?["folder"] as? String == ".shares/\(share.title)")
+            let (_, text, _) = try MountedDrive.run([MountedDrive.binary, "status", m.mountpoint], environment: m.environment)
+            #expect(text.contains("written back later.txt: uploads in "), "\(text)")
+            #expect(text.contains("share .shares/\(share.title) (share:\(share.id))"), "\(text)")
+            #expect(!text.contains("no uploads pending"))
+        }
+    }
+
     @Test func theControlSocketIsPrivateAndRefreshDropsListings() async throws {
         try await withMount(options: ["dir_cache_ttl=300"]) { m in
             // Only its user: the folder 0700, the socket 0600, and another user is refused.

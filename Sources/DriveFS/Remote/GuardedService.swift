@@ -18,6 +18,9 @@ final class GuardedService: DriveService {
         self.now = now
     }
 
+    /// The service it guards.
+    var guarded: any DriveService { base }
+
     var isDown: Bool { downUntil.withLock { $0 } > now() }
 
     private func guarded<T: Sendable>(_ call: () async throws -> T) async throws -> T {

@@ -22,6 +22,8 @@ public final class ShareDrive: DriveService {
     private let names = Mutex<[String: String]>([:])
     private let loggedNoLogin = Mutex(false)
     private let loggedGone = Mutex(false)
+    /// The service said the share is gone (cancelled, expired, blocked) since it was started.
+    public var isGone: Bool { loggedGone.withLock { $0 } }
     private let logger = Logger(label: "adrivefs.share")
     private let now: @Sendable () -> Double
 
