@@ -309,6 +309,38 @@ final class RecordingDrive: FakeDrive, @unchecked Sendable {
         withExtendedLifetime(readers) {}
     }
 
+    /// Chunks already read go first, then chunks fetched ahead, and a chunk still arriving
+    /// last; a look (`holds`) is no use.
+    @Test func evictionSparesChunksNotReadYetAndChunksStillArriving() async throws {
+        let cache = ChunkCache(capacity: 3 * 1024)
+        func key(_ index: Int64) -> ChunkCache.Key { ChunkCache.Key(fileID: "f", contentHash: "h", index: index) }
+        let whole: @Sendable (ChunkBuffer) async throws -> Void = { buffer in [UInt8](repeating: 1, count: 1024).withUnsafeBytes { buffer.append($0) } }
+        let endless: @Sendable (ChunkBuffer) async throws -> Void = { _ in try await Task.sleep(for: .seconds(3600)) }
+        // Oldest first: one still arriving, one fetched ahead, one read.
+        let arriving = cache.buffer(key(0), length: 1024, reading: false, load: endless).0
+        let ahead = cache.buffer(key(1), length: 1024, reading: false, load: whole).0
+        let read = cache.buffer(key(2), length: 1024, reading: true, load: whole).0
+        for buffer in [ahead, read] {
+            var waited = 0
+            while !buffer.isComplete && waited < 500 {
+                try await Task.sleep(for: .milliseconds(2))
+                waited += 1
+            }
+        }
+        #expect(cache.holds(key(1)) && cache.holds(key(0)))
+        _ = cache.buffer(key(3), length: 1024, reading: false, load: endless)
+        #expect(!cache.holds(key(2)), "the chunk read goes first, though the newest")
+        #expect(cache.holds(key(0)) && cache.holds(key(1)))
+        _ = cache.buffer(key(4), length: 1024, reading: false, load: endless)
+        #expect(!cache.holds(key(1)), "then the one fetched ahead")
+        #expect(cache.holds(key(0)), "the one arriving stays while anything else can go")
+        _ = cache.buffer(key(5), length: 1024, reading: false, load: endless)
+        #expect(!cache.holds(key(0)), "nothing else left: the least recently used arriving one")
+        // Nobody waited for it: its download is stopped, not left running for nothing.
+        await #expect(throws: (any Error).self) { try await arriving.wait(until: 1024) }
+        for index in Int64(3)...5 { if let buffer = cache.cached(key(index)) { cache.cancelDownload(key(index), of: buffer) } }
+    }
+
     @Test func aReaderCountsWhileItReadsAheadAndNotOnceClosedOrRandom() async throws {
         let content = (0..<(8 << 20)).map { UInt8(truncatingIfNeeded: $0) }
         let drive = FakeDrive(files: [("a.bin", "fa", content, 1), ("b.bin", "fb", content, 2)])

@@ -74,6 +74,12 @@ import Testing
 
     static let content = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
 
+    /// Waits (a loaded machine may take seconds) until `fetcher` was asked for `count` ranges.
+    static func asked(_ fetcher: Fetcher, _ count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while fetcher.ranges.withLock({ $0.count }) < count && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+    }
+
     @Test func aWidenedTailArrivesWholeAndInOrderFromPiecesSideBySide() async throws {
         let fetcher = Fetcher(Self.content)
         let start = 1_364 << 10
@@ -96,11 +102,12 @@ import Testing
         let tail = TailDownload(from: 0, to: Self.content.count)
         let buffer = ChunkBuffer(capacity: Self.content.count, pool: StoragePool(limit: 0))
         let run = Task { try await tail.run(into: buffer, fetch: { try await fetcher.fetch($0, $1) }, arrived: { _ in }) }
+        try await Self.asked(fetcher, 1)
         try await Task.sleep(for: .milliseconds(100))
         // Not widened, first piece held: only the first piece was asked for.
         #expect(fetcher.ranges.withLock { $0 } == [0..<(512 << 10)])
         tail.widen()
-        try await Task.sleep(for: .milliseconds(100))
+        try await Self.asked(fetcher, tail.pieces.count)
         #expect(fetcher.ranges.withLock { $0 } .count == tail.pieces.count, "widened: the rest at once, while the first is still held")
         fetcher.gate.store(true, ordering: .relaxed)
         try await run.value
@@ -122,7 +129,7 @@ import Testing
         tail.widen()
         let buffer = ChunkBuffer(capacity: Self.content.count, pool: StoragePool(limit: 0))
         let run = Task { try await tail.run(into: buffer, fetch: { try await fetcher.fetch($0, $1) }, arrived: { _ in }) }
-        try await Task.sleep(for: .milliseconds(100))
+        try await Self.asked(fetcher, tail.pieces.count)
         run.cancel()
         await #expect(throws: CancellationError.self) { try await run.value }
         #expect(fetcher.cancelled.load(ordering: .relaxed) == tail.pieces.count)
@@ -132,7 +139,7 @@ import Testing
         let held = Fetcher(Self.content)
         held.gate.store(false, ordering: .relaxed)
         let narrowRun = Task { try await narrow.run(into: buffer, fetch: { try await held.fetch($0, $1) }, arrived: { _ in }) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await Self.asked(held, 1)
         narrowRun.cancel()
         await #expect(throws: CancellationError.self) { try await narrowRun.value }
         #expect(held.ranges.withLock { $0 } .count == 1)

@@ -6,7 +6,10 @@ import Synchronization
 /// File content in fixed-size chunks, keyed by (file_id, content hash, index), bounded by
 /// bytes with least-recently-used eviction. A chunk is in the cache from the moment its
 /// download starts, so concurrent readers share one download (single-flight) and take its
-/// bytes as they arrive.
+/// bytes as they arrive. Chunks already read go first, then chunks fetched ahead, and a
+/// chunk still arriving only when nothing else is left: with several readers, the faster
+/// one's chunks were always the most recently used, and the slower one's chunks were
+/// evicted while arriving or before being read, fetched again, and evicted again.
 final class ChunkCache: Sendable {
     struct Key: Hashable, Sendable {
         var fileID: String
@@ -18,6 +21,8 @@ final class ChunkCache: Sendable {
         var buffer: ChunkBuffer
         var download: Task<Void, Never>
         var lastUse: UInt64
+        /// A reader took (or waits for) its bytes.
+        var read: Bool
     }
 
     private struct State {
@@ -38,26 +43,37 @@ final class ChunkCache: Sendable {
 
     init(capacity: Int) { self.capacity = max(capacity, 0) }
 
-    /// The chunk's buffer if it is cached or downloading (and not failed).
+    /// The chunk's buffer if it is cached or downloading (and not failed), for a reader
+    /// about to take its bytes.
     func cached(_ key: Key) -> ChunkBuffer? {
         state.withLock { state in
             guard let entry = state.chunks[key], !entry.buffer.failed else { return nil }
             state.hits += 1
             state.clock += 1
             state.chunks[key]?.lastUse = state.clock
+            state.chunks[key]?.read = true
             return entry.buffer
         }
+    }
+
+    /// Whether the chunk is cached or downloading (not failed); a look that is no use.
+    func holds(_ key: Key) -> Bool {
+        state.withLock { state in state.chunks[key].map { !$0.buffer.failed } ?? false }
     }
 
     /// The chunk's buffer: cached or downloading, else a new one, holding the chunk from
     /// `start` on, that `load` fills (then finished, or failed and dropped from the cache
     /// so the next reader retries). The second value is true when this call started the
     /// download. (A cached buffer may begin after the `start` asked for: callers check.)
-    func buffer(_ key: Key, length: Int, start: Int = 0, load: @escaping @Sendable (ChunkBuffer) async throws -> Void) -> (ChunkBuffer, started: Bool) {
+    /// `reading`: the caller takes its bytes now (false: it is fetched ahead).
+    func buffer(
+        _ key: Key, length: Int, start: Int = 0, reading: Bool = true, load: @escaping @Sendable (ChunkBuffer) async throws -> Void
+    ) -> (ChunkBuffer, started: Bool) {
         state.withLock { state in
             state.clock += 1
             if let entry = state.chunks[key], !entry.buffer.failed {
                 state.chunks[key]?.lastUse = state.clock
+                if reading { state.chunks[key]?.read = true }
                 state.hits += 1
                 return (entry.buffer, false)
             }
@@ -73,14 +89,26 @@ final class ChunkCache: Sendable {
                     self.remove(key, ifSame: buffer)
                 }
             }
-            state.chunks[key] = Entry(buffer: buffer, download: download, lastUse: state.clock)
+            state.chunks[key] = Entry(buffer: buffer, download: download, lastUse: state.clock, read: reading)
             state.bytes += length
-            while state.bytes > capacity, let victim = state.chunks.filter({ $0.key != key }).min(by: { $0.value.lastUse < $1.value.lastUse }) {
+            while state.bytes > capacity, let victim = Self.victim(in: state.chunks, sparing: key) {
                 state.chunks[victim.key] = nil
                 state.bytes -= victim.value.buffer.capacity
+                // Still arriving and waited for by nobody: nobody will have its bytes.
+                if !victim.value.buffer.isComplete, !victim.value.buffer.awaited { victim.value.download.cancel() }
             }
             return (buffer, true)
         }
+    }
+
+    /// What goes first, least recently used first: a chunk all there that a reader has
+    /// read, then one all there not read yet, then one still arriving (evicting that one
+    /// loses what it received, and its reader fetches it again).
+    private static func victim(in chunks: [Key: Entry], sparing key: Key) -> (key: Key, value: Entry)? {
+        let others = chunks.filter { $0.key != key }
+        let byUse: ((key: Key, value: Entry), (key: Key, value: Entry)) -> Bool = { $0.value.lastUse < $1.value.lastUse }
+        let done = others.filter { $0.value.buffer.isComplete }
+        return done.filter { $0.value.read }.min(by: byUse) ?? done.min(by: byUse) ?? others.min(by: byUse)
     }
 
     /// Cancels a chunk's download if it is still running (stale prefetch after a seek);

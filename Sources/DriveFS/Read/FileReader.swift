@@ -118,7 +118,7 @@ final class FileReader: Sendable {
             let range = localRange(index, offset, end)
             // A read of a run the reader has left since (the kernel's read-ahead before a
             // seek, still being answered) takes just its bytes of a chunk not in memory.
-            let stale = index > first && cache.cached(key(index)) == nil && hasLeft(offset)
+            let stale = index > first && !cache.holds(key(index)) && hasLeft(offset)
             guard !stale, let (buffer, available) = try await bytes(of: index, range: range, tail: index == first ? tail : 0) else {
                 let chunkStart = index * chunkSize
                 result += try await direct(offset: chunkStart + Int64(range.lowerBound), end: chunkStart + Int64(range.upperBound))
@@ -193,8 +193,8 @@ final class FileReader: Sendable {
 
     /// Starts downloading chunk `index` unless it is cached or on its way.
     func startChunk(_ index: Int64, pieces: Bool = false) {
-        guard cache.cached(key(index)) == nil else { return }
-        let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), load: loader(index, pieces: pieces, widened: true))
+        guard !cache.holds(key(index)) else { return }
+        let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), reading: false, load: loader(index, pieces: pieces, widened: true))
         if started { state.withLock { $0.downloads[index] = buffer } }
     }
 
@@ -320,19 +320,20 @@ final class FileReader: Sendable {
         let share = cache.readAheadShare(chunkSize: configuration.chunkSize)
         let window = min(state.withLock { $0.pattern.window }, share)
         // Downloads beyond the share (it shrank: another reader began reading ahead) give
-        // their room back rather than push out chunks about to be read. (Not beyond the
-        // pattern's window: that one regrows after a reordered read, and its downloads are
-        // still wanted.)
+        // their room back rather than push out the other readers' chunks. "Beyond" counts
+        // from the furthest this reader has read: a read the kernel sent late, judging
+        // from further back, cancelled chunks the next read started again.
         let beyond = state.withLock { state in
-            let beyond = state.downloads.filter { $0.key > lastChunk + Int64(share) }
+            let reach = max(lastChunk, (state.pattern.frontier - 1) / chunkSize) + Int64(share)
+            let beyond = state.downloads.filter { $0.key > reach }
             // Those over (or failed) are no longer this reader's to cancel.
             state.downloads = state.downloads.filter { beyond[$0.key] == nil && $0.value.filled < $0.value.capacity && !$0.value.failed }
             return beyond
         }
         cancel(beyond)
         guard window > 0, lastChunk < lastIndex else { return }
-        for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) where cache.cached(key(index)) == nil {
-            let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), load: loader(index))
+        for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) where !cache.holds(key(index)) {
+            let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), reading: false, load: loader(index))
             guard started else { continue }
             state.withLock { $0.downloads[index] = buffer }
         }
