@@ -294,30 +294,31 @@ final class RecordingDrive: FakeDrive, @unchecked Sendable {
         let cache = ChunkCache(capacity: 48 << 20)
         let readers = [NSObject(), NSObject(), NSObject()]
         let (a, b, c) = (ObjectIdentifier(readers[0]), ObjectIdentifier(readers[1]), ObjectIdentifier(readers[2]))
-        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 10, "alone: all of it but the chunk read and the one before")
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 9, "alone: all of it but the chunks read and the one before")
         cache.streaming(a, true)
         cache.streaming(a, true)
-        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 10)
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 9)
         cache.streaming(b, true)
-        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 4)
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 3)
         cache.streaming(c, true)
-        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 2)
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 1)
         cache.streaming(b, false)
         cache.streaming(c, false)
-        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 10)
+        #expect(cache.readAheadShare(chunkSize: 4 << 20) == 9)
         #expect(ChunkCache(capacity: 4 << 20).readAheadShare(chunkSize: 4 << 20) == 1, "at least one")
         withExtendedLifetime(readers) {}
     }
 
-    /// Chunks already read go first, then chunks fetched ahead, and a chunk still arriving
-    /// last; a look (`holds`) is no use.
+    /// Chunks already read go first (least recently used first), then chunks fetched ahead,
+    /// and a chunk still arriving last — of those, the one fetched ahead last, which is
+    /// needed last; a look (`holds`) is no use.
     @Test func evictionSparesChunksNotReadYetAndChunksStillArriving() async throws {
         let cache = ChunkCache(capacity: 3 * 1024)
         func key(_ index: Int64) -> ChunkCache.Key { ChunkCache.Key(fileID: "f", contentHash: "h", index: index) }
         let whole: @Sendable (ChunkBuffer) async throws -> Void = { buffer in [UInt8](repeating: 1, count: 1024).withUnsafeBytes { buffer.append($0) } }
         let endless: @Sendable (ChunkBuffer) async throws -> Void = { _ in try await Task.sleep(for: .seconds(3600)) }
         // Oldest first: one still arriving, one fetched ahead, one read.
-        let arriving = cache.buffer(key(0), length: 1024, reading: false, load: endless).0
+        _ = cache.buffer(key(0), length: 1024, reading: false, load: endless)
         let ahead = cache.buffer(key(1), length: 1024, reading: false, load: whole).0
         let read = cache.buffer(key(2), length: 1024, reading: true, load: whole).0
         for buffer in [ahead, read] {
@@ -334,11 +335,26 @@ final class RecordingDrive: FakeDrive, @unchecked Sendable {
         _ = cache.buffer(key(4), length: 1024, reading: false, load: endless)
         #expect(!cache.holds(key(1)), "then the one fetched ahead")
         #expect(cache.holds(key(0)), "the one arriving stays while anything else can go")
-        _ = cache.buffer(key(5), length: 1024, reading: false, load: endless)
-        #expect(!cache.holds(key(0)), "nothing else left: the least recently used arriving one")
-        // Nobody waited for it: its download is stopped, not left running for nothing.
-        await #expect(throws: (any Error).self) { try await arriving.wait(until: 1024) }
-        for index in Int64(3)...5 { if let buffer = cache.cached(key(index)) { cache.cancelDownload(key(index), of: buffer) } }
+        let last = cache.buffer(key(5), length: 1024, reading: false, load: endless).0
+        #expect(!cache.holds(key(4)), "nothing else left: the arriving one fetched ahead last")
+        #expect(cache.holds(key(0)) && cache.holds(key(3)))
+        // Two fetched ahead and all there, the last one goes first.
+        let two = ChunkCache(capacity: 2 * 1024)
+        let next = two.buffer(key(10), length: 1024, reading: false, load: whole).0
+        let later = two.buffer(key(11), length: 1024, reading: false, load: whole).0
+        for buffer in [next, later] {
+            var waited = 0
+            while !buffer.isComplete && waited < 500 {
+                try await Task.sleep(for: .milliseconds(2))
+                waited += 1
+            }
+        }
+        _ = two.buffer(key(12), length: 1024, reading: false, load: whole)
+        #expect(two.holds(key(10)) && !two.holds(key(11)))
+        // An evicted download nobody waits for is stopped, not left running for nothing.
+        _ = cache.buffer(key(6), length: 1024, reading: false, load: endless)
+        await #expect(throws: (any Error).self) { try await last.wait(until: 1024) }
+        for index in Int64(0)...6 { if let buffer = cache.cached(key(index)) { cache.cancelDownload(key(index), of: buffer) } }
     }
 
     @Test func aReaderCountsWhileItReadsAheadAndNotOnceClosedOrRandom() async throws {
@@ -346,7 +362,7 @@ final class RecordingDrive: FakeDrive, @unchecked Sendable {
         let drive = FakeDrive(files: [("a.bin", "fa", content, 1), ("b.bin", "fb", content, 2)])
         let fs = try DriveFileSystem(service: drive, configuration: DriveFSConfiguration(uid: 1, gid: 1, cacheSize: 16 << 20, chunkSize: 1 << 20))
         let share = { fs.chunks.readAheadShare(chunkSize: 1 << 20) }
-        #expect(share() == 14)
+        #expect(share() == 13)
         func sequential(_ name: String) async throws -> (InodeNumber, UInt64) {
             let inode = try await fs.lookup(parent: 1, name: name).attributes.inode
             let handle = try await fs.open(inode: inode, flags: 0).handle
@@ -354,14 +370,14 @@ final class RecordingDrive: FakeDrive, @unchecked Sendable {
             return (inode, handle)
         }
         let (a, ha) = try await sequential("a.bin")
-        #expect(share() == 14, "one reader reading ahead: all of it")
+        #expect(share() == 13, "one reader reading ahead: all of it")
         let (b, hb) = try await sequential("b.bin")
-        #expect(share() == 6, "two: a share each")
+        #expect(share() == 5, "two: a share each")
         // A jumps around: it no longer reads ahead, and the other gets the room back.
         _ = try await fs.read(inode: a, handle: ha, offset: 6 << 20, size: 4096)
-        #expect(share() == 14)
+        #expect(share() == 13)
         try await fs.release(inode: b, handle: hb)
         try await fs.release(inode: a, handle: ha)
-        #expect(share() == 14)
+        #expect(share() == 13)
     }
 }

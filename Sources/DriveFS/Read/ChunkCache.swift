@@ -101,14 +101,32 @@ final class ChunkCache: Sendable {
         }
     }
 
-    /// What goes first, least recently used first: a chunk all there that a reader has
-    /// read, then one all there not read yet, then one still arriving (evicting that one
-    /// loses what it received, and its reader fetches it again).
+    /// Starts fetching a chunk ahead of its reader if there is room for it without evicting
+    /// anything not read yet or still arriving; nil if there is not (a window larger than
+    /// what the cache can spare evicted its own chunks and fetched them again, over and
+    /// over), or if the chunk is here already.
+    func prefetch(_ key: Key, length: Int, load: @escaping @Sendable (ChunkBuffer) async throws -> Void) -> ChunkBuffer? {
+        let room = state.withLock { state -> Bool in
+            if let entry = state.chunks[key], !entry.buffer.failed { return false }
+            let spare = state.chunks.filter { $0.key != key && $0.value.read && $0.value.buffer.isComplete }.reduce(0) { $0 + $1.value.buffer.capacity }
+            return state.bytes + length - spare <= capacity
+        }
+        guard room else { return nil }
+        let (buffer, started) = buffer(key, length: length, reading: false, load: load)
+        return started ? buffer : nil
+    }
+
+    /// What goes first: a chunk all there that a reader has read (least recently used
+    /// first); then one not read yet, all there before one still arriving (evicting that
+    /// loses what it received), the one fetched ahead last first (it is needed last: the
+    /// first one is needed next); last, one being read, least recently used first.
     private static func victim(in chunks: [Key: Entry], sparing key: Key) -> (key: Key, value: Entry)? {
         let others = chunks.filter { $0.key != key }
         let byUse: ((key: Key, value: Entry), (key: Key, value: Entry)) -> Bool = { $0.value.lastUse < $1.value.lastUse }
-        let done = others.filter { $0.value.buffer.isComplete }
-        return done.filter { $0.value.read }.min(by: byUse) ?? done.min(by: byUse) ?? others.min(by: byUse)
+        let read = others.filter { $0.value.read }
+        let ahead = others.filter { !$0.value.read }
+        return read.filter { $0.value.buffer.isComplete }.min(by: byUse) ?? ahead.filter { $0.value.buffer.isComplete }.max(by: byUse)
+            ?? ahead.max(by: byUse) ?? read.min(by: byUse)
     }
 
     /// Cancels a chunk's download if it is still running (stale prefetch after a seek);
@@ -150,10 +168,12 @@ final class ChunkCache: Sendable {
     }
 
     /// How many chunks of `chunkSize` one reader reading ahead may keep in flight: its
-    /// share of the cache, less the chunk it reads and the one before (at least one).
+    /// share of the cache, less the chunks it reads (the kernel's reads in flight span
+    /// two) and the one before (at least one). With only one spared for reading, a chunk
+    /// still being read was the least recently used one and was evicted, then fetched again.
     func readAheadShare(chunkSize: Int) -> Int {
         let readers = state.withLock { max(1, $0.streaming.count) }
-        return max(1, (capacity / max(1, chunkSize) - 2 * readers) / readers)
+        return max(1, (capacity / max(1, chunkSize) - 3 * readers) / readers)
     }
 
     var usedBytes: Int { state.withLock { $0.bytes } }

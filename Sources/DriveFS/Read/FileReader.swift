@@ -41,11 +41,11 @@ final class FileReader: Sendable {
         self.cache = cache
         self.disk = DiskChunkCache.Key.isCacheable(item.contentHash) ? disk : nil
         self.configuration = configuration
-        // The cache holds what is in flight plus the chunk being read and the one before
-        // it: a larger window would evict its own chunks before they are read.
+        // The cache holds what is in flight plus the chunks being read and the one before
+        // them: a larger window would evict its own chunks before they are read.
         let chunk = configuration.chunkSize
         let window = ReadAheadWindow(
-            initial: configuration.readAhead / chunk, maximum: min(configuration.maxStreams, configuration.cacheSize / chunk - 2), chunkSize: chunk)
+            initial: configuration.readAhead / chunk, maximum: min(configuration.maxStreams, configuration.cacheSize / chunk - 3), chunkSize: chunk)
         state = Mutex(State(pattern: AccessPattern(maxWindow: window.size, chunkSize: Int64(chunk)), readAhead: window))
     }
 
@@ -193,9 +193,8 @@ final class FileReader: Sendable {
 
     /// Starts downloading chunk `index` unless it is cached or on its way.
     func startChunk(_ index: Int64, pieces: Bool = false) {
-        guard !cache.holds(key(index)) else { return }
-        let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), reading: false, load: loader(index, pieces: pieces, widened: true))
-        if started { state.withLock { $0.downloads[index] = buffer } }
+        guard let buffer = cache.prefetch(key(index), length: chunkLength(index), load: loader(index, pieces: pieces, widened: true)) else { return }
+        state.withLock { $0.downloads[index] = buffer }
     }
 
     /// Chunk `index` once all its bytes are there, and how many there are. (A chunk in
@@ -333,8 +332,8 @@ final class FileReader: Sendable {
         cancel(beyond)
         guard window > 0, lastChunk < lastIndex else { return }
         for index in (lastChunk + 1)...min(lastIndex, lastChunk + Int64(window)) where !cache.holds(key(index)) {
-            let (buffer, started) = cache.buffer(key(index), length: chunkLength(index), reading: false, load: loader(index))
-            guard started else { continue }
+            // No room without pushing out what is still to be read: the rest waits.
+            guard let buffer = cache.prefetch(key(index), length: chunkLength(index), load: loader(index)) else { break }
             state.withLock { $0.downloads[index] = buffer }
         }
     }
