@@ -309,6 +309,12 @@ final class RecordingDrive: FakeDrive, @unchecked Sendable {
         withExtendedLifetime(readers) {}
     }
 
+    /// Waits (a loaded machine may take seconds) until every buffer's download is over.
+    static func complete(_ buffers: [ChunkBuffer]) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while buffers.contains(where: { !$0.isComplete }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(2)) }
+    }
+
     /// Chunks already read go first (least recently used first), then chunks fetched ahead,
     /// and a chunk still arriving last — of those, the one fetched ahead last, which is
     /// needed last; a look (`holds`) is no use.
@@ -321,13 +327,7 @@ final class RecordingDrive: FakeDrive, @unchecked Sendable {
         _ = cache.buffer(key(0), length: 1024, reading: false, load: endless)
         let ahead = cache.buffer(key(1), length: 1024, reading: false, load: whole).0
         let read = cache.buffer(key(2), length: 1024, reading: true, load: whole).0
-        for buffer in [ahead, read] {
-            var waited = 0
-            while !buffer.isComplete && waited < 500 {
-                try await Task.sleep(for: .milliseconds(2))
-                waited += 1
-            }
-        }
+        try await Self.complete([ahead, read])
         #expect(cache.holds(key(1)) && cache.holds(key(0)))
         _ = cache.buffer(key(3), length: 1024, reading: false, load: endless)
         #expect(!cache.holds(key(2)), "the chunk read goes first, though the newest")
@@ -342,13 +342,7 @@ final class RecordingDrive: FakeDrive, @unchecked Sendable {
         let two = ChunkCache(capacity: 2 * 1024)
         let next = two.buffer(key(10), length: 1024, reading: false, load: whole).0
         let later = two.buffer(key(11), length: 1024, reading: false, load: whole).0
-        for buffer in [next, later] {
-            var waited = 0
-            while !buffer.isComplete && waited < 500 {
-                try await Task.sleep(for: .milliseconds(2))
-                waited += 1
-            }
-        }
+        try await Self.complete([next, later])
         _ = two.buffer(key(12), length: 1024, reading: false, load: whole)
         #expect(two.holds(key(10)) && !two.holds(key(11)))
         // An evicted download nobody waits for is stopped, not left running for nothing.
