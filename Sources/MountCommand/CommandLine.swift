@@ -1,3 +1,5 @@
+import Foundation
+
 /// What the command line asks for. The mount form accepts the shapes mount(8) and
 /// mount.fuse3 produce: `adrivefs SOURCE MOUNTPOINT [-o OPTS]… [-f] [-d]`, options in any
 /// position.
@@ -118,8 +120,14 @@ public enum ArgumentParser {
         }
         return .mount(
             MountRequest(
-                source: share?.fsname ?? source, share: share, mountpoint: positional[1], options: options, foreground: foreground, debug: debug))
+                source: share?.fsname ?? source, share: share, mountpoint: Self.absolute(positional[1]), options: options, foreground: foreground,
+                debug: debug))
     }
+
+    /// A mount point as the kernel and `adrivefs status` name it: absolute, symlinks
+    /// resolved (a relative one named the mount's control socket and status after
+    /// itself, so `adrivefs status /full/path` did not find it).
+    static func absolute(_ path: String) -> String { URL(fileURLWithPath: path).resolvingSymlinksInPath().path }
 
     /// `--token-file PATH`, `--endpoint URL`, `--passport URL`.
     static func loginOptions(_ arguments: [String], usage: String) throws(UsageError) -> LoginCommand.Options {

@@ -3,6 +3,17 @@ import MountCommand
 import Testing
 
 @Suite struct OptionParsingTests {
+    @Test func aRelativeMountPointIsMadeAbsolute() throws {
+        guard case .mount(let request) = try ArgumentParser.parse(["adrive", "relative/mnt"]) else {
+            Issue.record("expected a mount")
+            return
+        }
+        let here = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).resolvingSymlinksInPath().path
+        #expect(request.mountpoint == here + "/relative/mnt")
+        guard case .mount(let dotted) = try ArgumentParser.parse(["adrive", "./relative/../mnt/"]) else { return }
+        #expect(dotted.mountpoint == here + "/mnt")
+    }
+
     @Test func mountHelperShapesParse() throws {
         let invocation = try ArgumentParser.parse(["adrive", "/mnt/a", "-o", "rw,_netdev,noauto,x-systemd.automount,uid=1000,dir_cache_ttl=5", "-o", "cache_size=16M,ro"])
         guard case .mount(let request) = invocation else {
